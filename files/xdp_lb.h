@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * xdp_lb.h - the data plane's contract with its control plane.
+ *
+ * Every struct here is written or read by Python
+ * (plugins/module_utils/xdp_lb/layout.py mirrors them field by field);
+ * change both together and bump XDP_LB_ABI_VERSION.
+ *
+ * Conventions:
+ *  - Addresses are 16 bytes.  IPv4 uses addr[0] (network byte order), the
+ *    rest is zero.  IPv6 is the address as on the wire.
+ *  - Ports are in network byte order unless the field says "host order".
+ *  - Sizes are compile-time defines with defaults; the control plane passes
+ *    -D overrides and reads the same values back to size its own tables.
+ */
+#ifndef XDP_LB_H
+#define XDP_LB_H
+
+#include <linux/types.h>
+
+#define XDP_LB_ABI_VERSION 1
+
+/* ---- sizes (override with -D at build time) ---------------------------- */
+#ifndef XDP_LB_MAX_SERVICES
+#define XDP_LB_MAX_SERVICES 32      /* services (VIP, port, proto) */
+#endif
+#ifndef XDP_LB_MAX_BACKENDS
+#define XDP_LB_MAX_BACKENDS 4096    /* backend slots over all services; id 0 is "none" */
+#endif
+#ifndef XDP_LB_RING_SIZE
+#define XDP_LB_RING_SIZE 65537      /* per-service lookup table, prime */
+#endif
+#ifndef XDP_LB_CT_SIZE
+#define XDP_LB_CT_SIZE 65536        /* flows tracked (LRU), each direction */
+#endif
+#ifndef XDP_LB_MAX_REDIRECT
+#define XDP_LB_MAX_REDIRECT 64      /* egress ports in redirect mode */
+#endif
+#ifndef XDP_LB_PORT_PROBES
+#define XDP_LB_PORT_PROBES 8        /* NAT source ports tried per new flow */
+#endif
+
+/* Each service owns two rings (double buffer): the control plane fills the
+ * inactive one, then flips lb_service.ring_slot with a single map update. */
+#define XDP_LB_RINGS (XDP_LB_MAX_SERVICES * 2)
+
+/* ---- enums -------------------------------------------------------------- */
+enum xdp_lb_mode {
+	XDP_LB_MODE_NONE = 0,       /* not configured yet: everything passes */
+	XDP_LB_MODE_REDIRECT = 1,
+	XDP_LB_MODE_NAT = 2,
+	XDP_LB_MODE_DSR = 3,
+};
+
+enum xdp_lb_redirect_algo {
+	XDP_LB_RR = 0,              /* per packet round robin (per CPU) */
+	XDP_LB_FLOW_HASH = 1,       /* 5-tuple hash: a flow stays on one port */
+};
+
+enum xdp_lb_sched {
+	XDP_LB_SCHED_IP_HASH = 0,     /* hash(src ip, dst ip) */
+	XDP_LB_SCHED_FIVE_TUPLE = 1,  /* hash(5-tuple), ring filled by weight */
+	XDP_LB_SCHED_MAGLEV = 2,      /* hash(5-tuple), Maglev-filled ring */
+};
+
+/* Index into lb_stats. */
+enum xdp_lb_stat {
+	XDP_LB_STAT_PASS = 0,         /* not ours, or handed to the kernel */
+	XDP_LB_STAT_DROP = 1,         /* dropped by rule (see C source) */
+	XDP_LB_STAT_REDIRECT = 2,     /* XDP_REDIRECT to another interface */
+	XDP_LB_STAT_TX = 3,           /* XDP_TX back out of the same interface */
+	XDP_LB_STAT_NO_BACKEND = 4,   /* service matched, no backend (dropped) */
+	XDP_LB_STAT_CT_FULL = 5,      /* no free NAT port for a new flow (dropped) */
+	XDP_LB_STAT_FIB_MISS = 6,     /* next hop unresolved: passed to the kernel */
+	XDP_LB_STAT_NAT_REPLY = 7,    /* reverse-translated replies (also counted as tx/redirect) */
+	XDP_LB_STAT_MAX = 8,
+};
+
+/* lb_backend.flags */
+#define XDP_LB_BACKEND_ACTIVE 0x1   /* cleared when the backend is removed */
+
+/* lb_config.flags */
+#define XDP_LB_CFG_SNAT_V4 0x1      /* snat_v4 is set */
+#define XDP_LB_CFG_SNAT_V6 0x2      /* snat_v6 is set */
+
+/* ---- map values and keys ------------------------------------------------- */
+
+/* lb_config[0]: instance-wide settings. */
+struct lb_config {
+	__u32 mode;                 /* enum xdp_lb_mode */
+	__u32 redirect_algo;        /* enum xdp_lb_redirect_algo */
+	__u32 redirect_count;       /* lb_tx_ports entries 0..n-1 in use */
+	__u32 flags;                /* XDP_LB_CFG_* */
+	__u16 port_min;             /* NAT source port pool, host order */
+	__u16 port_max;             /* inclusive, host order */
+	__u32 snat_v4;              /* NAT source address towards backends */
+	__u32 snat_v6[4];
+};
+
+/* lb_services key. */
+struct lb_service_key {
+	__u32 vip[4];
+	__u16 port;                 /* network order */
+	__u8 proto;                 /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 family;                /* AF_INET / AF_INET6 */
+};
+
+struct lb_service {
+	__u32 id;                   /* 0..XDP_LB_MAX_SERVICES-1 */
+	__u32 ring_slot;            /* 0 or 1: which of the two rings is live */
+	__u32 sched;                /* enum xdp_lb_sched */
+	__u32 flags;                /* reserved, 0 */
+};
+
+/* lb_ring[(id * 2 + ring_slot) * XDP_LB_RING_SIZE + hash % XDP_LB_RING_SIZE]
+ * holds a backend id (0: no backend). */
+
+/* lb_backends[id], id 1..XDP_LB_MAX_BACKENDS-1. */
+struct lb_backend {
+	__u32 addr[4];
+	__u16 port;                 /* network order; 0 = the service port (nat only) */
+	__u8 family;
+	__u8 flags;                 /* XDP_LB_BACKEND_* */
+	__u32 service_id;
+};
+
+/* A flow as seen on the wire (used for both conntrack maps). */
+struct lb_flow {
+	__u32 src[4];
+	__u32 dst[4];
+	__u16 sport;                /* network order */
+	__u16 dport;                /* network order */
+	__u8 proto;
+	__u8 family;
+	__u16 pad;                  /* must be zero */
+};
+
+/* lb_ct: client flow (client -> VIP) -> chosen backend (nat and dsr). */
+struct lb_ct_entry {
+	__u32 backend_id;
+	__u16 nat_port;             /* network order, nat only */
+	__u16 pad;
+};
+
+/* lb_nat_rev: reply flow (backend -> snat address:nat_port) -> client. */
+struct lb_nat_entry {
+	__u32 client[4];
+	__u32 vip[4];
+	__u16 client_port;          /* network order */
+	__u16 vip_port;             /* network order */
+	__u32 backend_id;
+};
+
+/* lb_stats[enum xdp_lb_stat], lb_backend_stats[backend id],
+ * lb_port_stats[redirect slot]: per CPU, summed by the reader. */
+struct lb_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+#endif /* XDP_LB_H */

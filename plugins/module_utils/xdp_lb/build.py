@@ -1,0 +1,116 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, netfleet.xdp_lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Compile the data plane with clang, cached by content hash.
+
+The cache key is a SHA-256 over the source files, the defines and the
+compiler's version line: the same inputs on the same compiler never compile
+twice, and any change to them gives a new object next to the old one.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import hashlib
+import os
+import tempfile
+
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.command import run, CommandError
+
+SOURCE = "xdp_loadbalancer.c"
+HEADER = "xdp_lb.h"
+
+
+class BuildError(Exception):
+    pass
+
+
+def compiler_version(clang="clang"):
+    try:
+        return run([clang, "--version"])[1].splitlines()[0].strip()
+    except CommandError as exc:
+        if exc.rc == 127:
+            raise BuildError("clang not found (%s): install clang and llvm, or set the clang "
+                             "option to its path" % clang)
+        raise BuildError(str(exc))
+
+
+def read_sources(source_dir):
+    """{file name: bytes} of the data-plane source and its shared header."""
+    out = {}
+    for name in (SOURCE, HEADER):
+        path = os.path.join(source_dir, name)
+        try:
+            with open(path, "rb") as f:
+                out[name] = f.read()
+        except IOError as exc:
+            raise BuildError("cannot read %s: %s" % (path, exc))
+    return out
+
+
+def define_args(defines):
+    args = []
+    for key in sorted(defines):
+        value = defines[key]
+        if value is True:
+            args.append("-D%s" % key)
+        elif value not in (None, False):
+            args.append("-D%s=%s" % (key, value))
+    return args
+
+
+def build_hash(sources, defines, compiler):
+    h = hashlib.sha256()
+    for name in sorted(sources):
+        h.update(name.encode() + b"\0" + sources[name] + b"\0")
+    h.update("\0".join(define_args(defines)).encode() + b"\0")
+    h.update(compiler.encode())
+    return h.hexdigest()
+
+
+def system_include_dirs(clang="clang"):
+    """The multiarch include dir (asm/ headers) that -target bpf does not search."""
+    dirs = []
+    for argv in ([clang, "-print-multiarch"], ["gcc", "-dumpmachine"]):
+        try:
+            triple = run(argv, check=False)[1].strip()
+        except CommandError:
+            continue
+        if triple and os.path.isdir("/usr/include/" + triple):
+            dirs.append("/usr/include/" + triple)
+            break
+    return dirs
+
+
+def object_path(build_dir, digest):
+    return os.path.join(build_dir, "xdp_lb-%s.o" % digest[:16])
+
+
+def compile_object(source_dir, build_dir, defines=None, clang="clang", compiler=None):
+    """Compile ``source_dir``'s data plane into ``build_dir``.
+
+    Returns ``(object path, digest, cached)``.
+    """
+    defines = dict(defines or {})
+    sources = read_sources(source_dir)
+    compiler = compiler or compiler_version(clang)
+    digest = build_hash(sources, defines, compiler)
+    obj = object_path(build_dir, digest)
+    if os.path.exists(obj):
+        return obj, digest, True
+    if not os.path.isdir(build_dir):
+        os.makedirs(build_dir, 0o755)
+    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".o", dir=build_dir)
+    os.close(fd)
+    argv = [clang, "-O2", "-g", "-Wall", "-Werror", "-target", "bpf",
+            "-I", source_dir] + ["-I%s" % d for d in system_include_dirs(clang)] + \
+        define_args(defines) + ["-c", os.path.join(source_dir, SOURCE), "-o", tmp]
+    try:
+        run(argv)
+        os.rename(tmp, obj)
+    except CommandError as exc:
+        raise BuildError("compiling %s failed:\n%s" % (SOURCE, (exc.stderr or exc.stdout).strip()))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return obj, digest, False

@@ -1,0 +1,173 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, netfleet.xdp_lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""ctypes mirror of files/xdp_lb.h: the structs, enums and maps the data plane shares.
+
+Keep this file and the header in step; tests/unit checks the sizes against
+the compiled object's BTF.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import ctypes as ct
+import ipaddress
+import socket
+import struct
+
+ABI_VERSION = 1
+
+# Defaults of the compile-time sizes (override with build defines).
+DEFAULT_SIZES = {
+    "XDP_LB_MAX_SERVICES": 32,
+    "XDP_LB_MAX_BACKENDS": 4096,
+    "XDP_LB_RING_SIZE": 65537,
+    "XDP_LB_CT_SIZE": 65536,
+    "XDP_LB_MAX_REDIRECT": 64,
+    "XDP_LB_PORT_PROBES": 8,
+}
+
+MODE_NONE, MODE_REDIRECT, MODE_NAT, MODE_DSR = 0, 1, 2, 3
+MODES = {"redirect": MODE_REDIRECT, "nat": MODE_NAT, "dsr": MODE_DSR}
+
+REDIRECT_ALGOS = {"round_robin": 0, "flow_hash": 1}
+SCHEDULERS = {"ip_hash": 0, "five_tuple": 1, "maglev": 2}
+
+STATS = ("pass", "drop", "redirect", "tx", "no_backend", "ct_full", "fib_miss", "nat_reply")
+
+BACKEND_ACTIVE = 0x1
+CFG_SNAT_V4 = 0x1
+CFG_SNAT_V6 = 0x2
+
+PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+Addr = ct.c_uint32 * 4
+
+
+class LbConfig(ct.Structure):
+    _fields_ = [
+        ("mode", ct.c_uint32),
+        ("redirect_algo", ct.c_uint32),
+        ("redirect_count", ct.c_uint32),
+        ("flags", ct.c_uint32),
+        ("port_min", ct.c_uint16),
+        ("port_max", ct.c_uint16),
+        ("snat_v4", ct.c_uint32),
+        ("snat_v6", Addr),
+    ]
+
+
+class LbServiceKey(ct.Structure):
+    _fields_ = [
+        ("vip", Addr),
+        ("port", ct.c_uint16),
+        ("proto", ct.c_uint8),
+        ("family", ct.c_uint8),
+    ]
+
+
+class LbService(ct.Structure):
+    _fields_ = [
+        ("id", ct.c_uint32),
+        ("ring_slot", ct.c_uint32),
+        ("sched", ct.c_uint32),
+        ("flags", ct.c_uint32),
+    ]
+
+
+class LbBackend(ct.Structure):
+    _fields_ = [
+        ("addr", Addr),
+        ("port", ct.c_uint16),
+        ("family", ct.c_uint8),
+        ("flags", ct.c_uint8),
+        ("service_id", ct.c_uint32),
+    ]
+
+
+class LbFlow(ct.Structure):
+    _fields_ = [
+        ("src", Addr),
+        ("dst", Addr),
+        ("sport", ct.c_uint16),
+        ("dport", ct.c_uint16),
+        ("proto", ct.c_uint8),
+        ("family", ct.c_uint8),
+        ("pad", ct.c_uint16),
+    ]
+
+
+class LbCtEntry(ct.Structure):
+    _fields_ = [
+        ("backend_id", ct.c_uint32),
+        ("nat_port", ct.c_uint16),
+        ("pad", ct.c_uint16),
+    ]
+
+
+class LbNatEntry(ct.Structure):
+    _fields_ = [
+        ("client", Addr),
+        ("vip", Addr),
+        ("client_port", ct.c_uint16),
+        ("vip_port", ct.c_uint16),
+        ("backend_id", ct.c_uint32),
+    ]
+
+
+class LbCounter(ct.Structure):
+    _fields_ = [
+        ("packets", ct.c_uint64),
+        ("bytes", ct.c_uint64),
+    ]
+
+
+U32 = ct.c_uint32
+
+# name -> (key type, value type, per-CPU).  Names are the pin names.
+MAPS = {
+    "lb_config": (U32, LbConfig, False),
+    "lb_services": (LbServiceKey, LbService, False),
+    "lb_ring": (U32, U32, False),
+    "lb_backends": (U32, LbBackend, False),
+    "lb_ct": (LbFlow, LbCtEntry, False),
+    "lb_nat_rev": (LbFlow, LbNatEntry, False),
+    "lb_stats": (U32, LbCounter, True),
+    "lb_be_stats": (U32, LbCounter, True),
+    "lb_port_stats": (U32, LbCounter, True),
+    "lb_tx_ports": (U32, U32, False),
+    "lb_rr": (U32, U32, True),
+}
+
+
+def pack_addr(address):
+    """'198.18.0.1' or 'fd00::1' -> (Addr, family AF_*)."""
+    ip = ipaddress.ip_address(address)
+    out = Addr()
+    if ip.version == 4:
+        out[0] = struct.unpack("=I", ip.packed)[0]
+    else:
+        for i in range(4):
+            out[i] = struct.unpack("=I", ip.packed[i * 4:i * 4 + 4])[0]
+    return out, FAMILIES[ip.version]
+
+
+def unpack_addr(addr, family):
+    raw = b"".join(struct.pack("=I", addr[i]) for i in range(4))
+    if family == socket.AF_INET:
+        return str(ipaddress.IPv4Address(raw[:4]))
+    return str(ipaddress.IPv6Address(raw))
+
+
+def htons(port):
+    return socket.htons(port)
+
+
+def ntohs(port):
+    return socket.ntohs(port)
+
+
+def ring_index(service_id, slot, position, ring_size):
+    """Index into lb_ring of a service's ring slot (0/1) at ``position``."""
+    return (service_id * 2 + slot) * ring_size + position
