@@ -80,6 +80,14 @@ def _libbpf():
         lib.bpf_map_get_fd_by_id.argtypes = [ct.c_uint32]
         lib.bpf_obj_pin.argtypes = [ct.c_int, ct.c_char_p]
         lib.bpf_obj_get.argtypes = [ct.c_char_p]
+        lib.bpf_map__type.argtypes = [ct.c_void_p]
+        lib.bpf_map__pin_path.restype = ct.c_char_p
+        lib.bpf_map__pin_path.argtypes = [ct.c_void_p]
+        lib.bpf_map__set_pin_path.argtypes = [ct.c_void_p, ct.c_char_p]
+        lib.bpf_map__reuse_fd.argtypes = [ct.c_void_p, ct.c_int]
+        for name in ("bpf_map__key_size", "bpf_map__value_size", "bpf_map__max_entries"):
+            getattr(lib, name).restype = ct.c_uint32
+            getattr(lib, name).argtypes = [ct.c_void_p]
         _libbpf.lib = lib
     return lib
 
@@ -139,6 +147,43 @@ def verifier_tail(log, lines=25):
     return text[-lines:]
 
 
+_DEVMAP_TYPES = (14, 25)   # BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_DEVMAP_HASH
+
+
+def _reuse_pinned_devmaps(lib, obj):
+    """Hand libbpf the pinned DEVMAPs of ``obj`` itself.
+
+    The kernel adds BPF_F_RDONLY_PROG to a DEVMAP's flags, so libbpf < 1.3
+    finds a pinned DEVMAP "incompatible" with the object's definition and
+    the second load of the same object fails with EINVAL.  Here the pinned
+    map is checked (type, key, value, entries) and given to libbpf as a
+    reused fd, with the pin path cleared so libbpf does not check it again.
+    """
+    m = None
+    while True:
+        m = lib.bpf_object__next_map(obj, m)
+        if not m:
+            return
+        mtype = lib.bpf_map__type(m)
+        path = lib.bpf_map__pin_path(m)
+        if mtype not in _DEVMAP_TYPES or not path or not os.path.exists(path):
+            continue
+        fd = obj_get(path.decode())
+        try:
+            info = fd_info(fd)
+            have = tuple(int(info.get(k, -1)) for k in
+                         ("map_type", "key_size", "value_size", "max_entries"))
+            want = (mtype, lib.bpf_map__key_size(m), lib.bpf_map__value_size(m),
+                    lib.bpf_map__max_entries(m))
+            if have != want:
+                raise BPFError("pinned map %s does not match the object (type, key, value, "
+                               "entries): %s, object has %s" % (path.decode(), have, want))
+            if lib.bpf_map__reuse_fd(m, fd) < 0 or lib.bpf_map__set_pin_path(m, None) < 0:
+                raise _err("cannot reuse pinned map %s" % path.decode())
+        finally:
+            os.close(fd)   # libbpf keeps its own duplicate
+
+
 class LoadedObject:
     """A loaded BPF object: its maps pinned under ``pin_root`` by name."""
 
@@ -156,6 +201,11 @@ class LoadedObject:
         if not obj or lib.libbpf_get_error(obj):
             raise _err("cannot open BPF object %s" % path)
         self._obj = obj
+        try:
+            _reuse_pinned_devmaps(lib, obj)
+        except BPFError:
+            self.close()
+            raise
         rc = lib.bpf_object__load(obj)
         if rc:
             log = self._log.value.decode("utf-8", "replace")

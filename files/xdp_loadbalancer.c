@@ -1,0 +1,804 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * xdp_loadbalancer.c - netfleet.xdp_lb data plane.
+ *
+ * One XDP program, xdp_lb(), in three modes (lb_config.mode):
+ *
+ *   redirect  frames go unmodified to one of the lb_tx_ports (round robin
+ *             per CPU, or a 5-tuple hash so a flow stays on one port);
+ *   nat       client -> VIP:port becomes snat:port -> backend:bport, and the
+ *             backend's replies are translated back (lb_ct / lb_nat_rev);
+ *   dsr       client -> VIP:port keeps its addresses and goes to the
+ *             backend's MAC; the backend answers the client directly.
+ *
+ * The entry function reads top to bottom: parse, decide, act.  Everything
+ * the control plane writes is described in xdp_lb.h (mirrored by
+ * plugins/module_utils/xdp_lb/layout.py); docs/design.md is the contract.
+ *
+ * Rules that keep the program safe to put in front of a host:
+ *  - Nothing that is not plain Ethernet + IPv4/IPv6 (no options, fragments
+ *    or extension headers) + TCP/UDP, with TTL > 1, is ever rewritten: it
+ *    goes to the kernel untouched (XDP_PASS).
+ *  - A packet is only modified once the next hop is known (or, for nat,
+ *    once the kernel is to resolve it): a failed lookup leaves it intact.
+ *  - Build with -DXDP_LB_DEBUG for bpf_printk tracing; without it the hot
+ *    path prints nothing.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "xdp_lb.h"
+
+/* Address families as the kernel numbers them (include/linux/socket.h is
+ * not a UAPI header, so they are spelled out here). */
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+#define ETH_P_8021Q_ 0x8100         /* VLAN tags: passed (see parse_ethhdr) */
+#define ETH_P_8021AD_ 0x88A8
+
+#define IP_MF_ 0x2000               /* IPv4 "more fragments" */
+#define IP_OFFSET_ 0x1FFF           /* IPv4 fragment offset */
+#define IPV4_HDR_LEN 20             /* ihl == 5: the only IPv4 header we rewrite */
+#define IPV6_HDR_LEN 40
+#define IPV6_FLOWINFO_MASK_ bpf_htonl(0x0FFFFFFF)
+#define LB_MIN_TTL 1                /* TTL/hop limit <= this: the kernel's business */
+
+#define ADDR_WORDS 4                /* __u32 words in an address (IPv6) */
+
+/* Hash constants (odd multipliers with good avalanche, and seeds that keep
+ * the ring hash, the port hash and the redirect hash independent). */
+#define LB_HASH_MUL1 0x9E3779B1u
+#define LB_HASH_MUL2 0x7FEB352Du
+#define LB_HASH_MUL3 0x846CA68Bu
+#define LB_HASH_ADD 0xE6546B64u
+#define LB_SEED_FLOW 0x2C1B3C6Du    /* 5-tuple: five_tuple/maglev rings, redirect */
+#define LB_SEED_ADDR 0x297A2D39u    /* src+dst address: ip_hash rings */
+#define LB_SEED_PORT 0x51ED270Bu    /* NAT source port probing */
+
+#ifdef XDP_LB_DEBUG
+#define lb_debug(fmt, ...) bpf_printk("xdp_lb: " fmt, ##__VA_ARGS__)
+#else
+#define lb_debug(fmt, ...) do { } while (0)
+#endif
+
+/* ---- maps ----------------------------------------------------------------
+ * All pinned by name: a new program (same object, new build) shares them,
+ * so an upgrade keeps conntrack and the control plane's tables. */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb_service_key);
+	__type(value, struct lb_service);
+	__uint(max_entries, XDP_LB_MAX_SERVICES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, XDP_LB_RINGS * XDP_LB_RING_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_backend);
+	__uint(max_entries, XDP_LB_MAX_BACKENDS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_flow);
+	__type(value, struct lb_ct_entry);
+	__uint(max_entries, XDP_LB_CT_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_flow);
+	__type(value, struct lb_nat_entry);
+	__uint(max_entries, XDP_LB_CT_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_nat_rev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_counter);
+	__uint(max_entries, XDP_LB_STAT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_counter);
+	__uint(max_entries, XDP_LB_MAX_BACKENDS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_be_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_counter);
+	__uint(max_entries, XDP_LB_MAX_REDIRECT);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_port_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, XDP_LB_MAX_REDIRECT);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_tx_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_rr SEC(".maps");
+
+/* ---- per-packet state ------------------------------------------------------ */
+
+/* TCP and UDP both start with the two ports; the checksum sits at a
+ * different offset in each. */
+struct l4_ports {
+	__be16 source;
+	__be16 dest;
+};
+
+struct lb_packet {
+	struct lb_flow flow;        /* as parsed: addresses, ports, proto, family */
+	struct ethhdr *eth;
+	struct iphdr *ip4;          /* exactly one of ip4/ip6 is set */
+	struct ipv6hdr *ip6;
+	struct l4_ports *ports;     /* NULL unless TCP/UDP */
+	__sum16 *l4_check;          /* TCP/UDP checksum field */
+	__u32 len;                  /* frame bytes, for the counters */
+	__u16 l3_len;               /* IPv4 tot_len / IPv6 header + payload, host order */
+};
+
+/* ---- parsing (xdp-tutorial style: cursor in, next protocol out) ---------- */
+
+struct hdr_cursor {
+	void *pos;
+};
+
+/* Returns the EtherType (network order), or -1 if the header is cut short.
+ * VLAN tags are returned as such and passed by the caller: the program never
+ * rewrites a tagged frame (it would have to know the tag's meaning). */
+static __always_inline int parse_ethhdr(struct hdr_cursor *nh, void *data_end,
+					struct ethhdr **ethhdr)
+{
+	struct ethhdr *eth = nh->pos;
+
+	/* The verifier only lets us read eth->h_proto after this check. */
+	if ((void *)(eth + 1) > data_end)
+		return -1;
+	nh->pos = eth + 1;
+	*ethhdr = eth;
+	return eth->h_proto;
+}
+
+/* IPv4 without options, not a fragment, TTL > 1, total length inside the
+ * frame.  Returns the L4 protocol, or -1 for anything the kernel should
+ * see as is. */
+static __always_inline int parse_iphdr(struct hdr_cursor *nh, void *data_end,
+				       struct iphdr **iphdr)
+{
+	struct iphdr *iph = nh->pos;
+	__u16 tot_len;
+
+	if ((void *)(iph + 1) > data_end)
+		return -1;
+	/* Options shift the L4 header by a variable amount; they are rare
+	 * enough on service traffic to leave to the kernel, and keeping the
+	 * header fixed-size keeps every later offset a constant for the
+	 * verifier. */
+	if (iph->version != 4 || iph->ihl != IPV4_HDR_LEN / 4)
+		return -1;
+	if (iph->frag_off & bpf_htons(IP_MF_ | IP_OFFSET_))
+		return -1;
+	if (iph->ttl <= LB_MIN_TTL)
+		return -1;
+	tot_len = bpf_ntohs(iph->tot_len);
+	if (tot_len < IPV4_HDR_LEN || (void *)iph + tot_len > data_end)
+		return -1;
+	nh->pos = iph + 1;
+	*iphdr = iph;
+	return iph->protocol;
+}
+
+/* IPv6 without extension headers (nexthdr must be TCP or UDP), hop limit
+ * > 1, payload inside the frame.  Returns the L4 protocol or -1. */
+static __always_inline int parse_ip6hdr(struct hdr_cursor *nh, void *data_end,
+					struct ipv6hdr **ip6hdr)
+{
+	struct ipv6hdr *ip6h = nh->pos;
+
+	if ((void *)(ip6h + 1) > data_end)
+		return -1;
+	if (ip6h->version != 6 || ip6h->hop_limit <= LB_MIN_TTL)
+		return -1;
+	if (ip6h->nexthdr != IPPROTO_TCP && ip6h->nexthdr != IPPROTO_UDP)
+		return -1;
+	if ((void *)(ip6h + 1) + bpf_ntohs(ip6h->payload_len) > data_end)
+		return -1;
+	nh->pos = ip6h + 1;
+	*ip6hdr = ip6h;
+	return ip6h->nexthdr;
+}
+
+/* TCP/UDP: the ports and a pointer to the checksum.  The whole fixed
+ * header must be in the frame (the checksum is its last field we touch),
+ * and inside the IP length (l4_room). */
+static __always_inline int parse_l4(struct hdr_cursor *nh, void *data_end, __u8 proto,
+				    __u32 l4_room, struct lb_packet *pkt)
+{
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *tcph = nh->pos;
+
+		if ((void *)(tcph + 1) > data_end || l4_room < sizeof(*tcph))
+			return -1;
+		pkt->l4_check = &tcph->check;
+	} else if (proto == IPPROTO_UDP) {
+		struct udphdr *udph = nh->pos;
+
+		if ((void *)(udph + 1) > data_end || l4_room < sizeof(*udph))
+			return -1;
+		pkt->l4_check = &udph->check;
+	} else {
+		return -1;
+	}
+	pkt->ports = nh->pos;
+	pkt->flow.sport = pkt->ports->source;
+	pkt->flow.dport = pkt->ports->dest;
+	return 0;
+}
+
+/* Fills pkt from the frame.  Returns 0 for a packet we may act on, 1 for an
+ * IP packet without TCP/UDP ports (redirect mode still sends it), -1 for
+ * anything to pass untouched. */
+static __always_inline int parse_packet(struct xdp_md *ctx, struct lb_packet *pkt)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	void *data = (void *)(long)ctx->data;
+	struct hdr_cursor nh = { .pos = data };
+	int eth_type, proto;
+
+	pkt->len = data_end - data;
+	eth_type = parse_ethhdr(&nh, data_end, &pkt->eth);
+	if (eth_type == bpf_htons(ETH_P_IP)) {
+		proto = parse_iphdr(&nh, data_end, &pkt->ip4);
+		if (proto < 0)
+			return -1;
+		pkt->flow.family = AF_INET;
+		pkt->flow.src[0] = pkt->ip4->saddr;
+		pkt->flow.dst[0] = pkt->ip4->daddr;
+		pkt->l3_len = bpf_ntohs(pkt->ip4->tot_len);
+		pkt->flow.proto = proto;
+		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+			return 1;
+		return parse_l4(&nh, data_end, proto, pkt->l3_len - IPV4_HDR_LEN, pkt);
+	}
+	if (eth_type == bpf_htons(ETH_P_IPV6)) {
+		proto = parse_ip6hdr(&nh, data_end, &pkt->ip6);
+		if (proto < 0)
+			return -1;
+		pkt->flow.family = AF_INET6;
+		__builtin_memcpy(pkt->flow.src, &pkt->ip6->saddr, sizeof(pkt->flow.src));
+		__builtin_memcpy(pkt->flow.dst, &pkt->ip6->daddr, sizeof(pkt->flow.dst));
+		pkt->l3_len = bpf_ntohs(pkt->ip6->payload_len) + IPV6_HDR_LEN;
+		pkt->flow.proto = proto;
+		return parse_l4(&nh, data_end, proto, pkt->l3_len - IPV6_HDR_LEN, pkt);
+	}
+	/* Not IP, VLAN-tagged, or cut short. */
+	return -1;
+}
+
+/* ---- hashing ----------------------------------------------------------------
+ * Multiply-rotate mixing per 32-bit word, then a final avalanche, in the
+ * spirit of jhash/lookup3: cheap, and every input bit moves every output
+ * bit.  The control plane never needs these values (rings are filled by
+ * position), so they are free to change between builds. */
+
+static __always_inline __u32 rol32(__u32 word, unsigned int shift)
+{
+	return (word << shift) | (word >> (32 - shift));
+}
+
+static __always_inline __u32 hash_word(__u32 h, __u32 w)
+{
+	w *= LB_HASH_MUL1;
+	w = rol32(w, 15);
+	h ^= w;
+	h = rol32(h, 13);
+	return h * 5 + LB_HASH_ADD;
+}
+
+static __always_inline __u32 hash_final(__u32 h)
+{
+	h ^= h >> 16;
+	h *= LB_HASH_MUL2;
+	h ^= h >> 15;
+	h *= LB_HASH_MUL3;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline __u32 hash_addrs(const struct lb_flow *f, __u32 h)
+{
+	h = hash_word(h, f->src[0]);
+	h = hash_word(h, f->dst[0]);
+	if (f->family == AF_INET6) {
+		h = hash_word(h, f->src[1]);
+		h = hash_word(h, f->src[2]);
+		h = hash_word(h, f->src[3]);
+		h = hash_word(h, f->dst[1]);
+		h = hash_word(h, f->dst[2]);
+		h = hash_word(h, f->dst[3]);
+	}
+	return h;
+}
+
+/* ip_hash: the client and the VIP only, so every connection of a client
+ * lands on the same backend. */
+static __always_inline __u32 hash_ip_pair(const struct lb_flow *f)
+{
+	return hash_final(hash_addrs(f, LB_SEED_ADDR));
+}
+
+static __always_inline __u32 hash_flow(const struct lb_flow *f, __u32 seed)
+{
+	__u32 h = hash_addrs(f, seed);
+
+	h = hash_word(h, (__u32)f->sport | ((__u32)f->dport << 16));
+	h = hash_word(h, f->proto);
+	return hash_final(h);
+}
+
+/* ---- checksums (RFC 1624: HC' = ~(~HC + ~m + m')) ---------------------------
+ * The one's complement sum does not care about byte order as long as every
+ * word is taken the same way, so words are summed as loaded (network order
+ * in host registers) 32 bits at a time and folded at the end. */
+
+static __always_inline __u64 csum_diff32(__u64 sum, __u32 from, __u32 to)
+{
+	return sum + (__u32)~from + to;
+}
+
+static __always_inline __u16 csum_fold_add(__u16 check, __u64 diff)
+{
+	__u64 sum = (__u16)~check + diff;
+
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+static __always_inline __u64 csum_diff_addrs(const __u32 *from, const __u32 *to, __u8 family)
+{
+	__u64 diff = csum_diff32(0, from[0], to[0]);
+
+	if (family == AF_INET6) {
+		diff = csum_diff32(diff, from[1], to[1]);
+		diff = csum_diff32(diff, from[2], to[2]);
+		diff = csum_diff32(diff, from[3], to[3]);
+	}
+	return diff;
+}
+
+/* Rewrites source and destination address and port, with incremental
+ * checksums.  IPv4 UDP without a checksum (0) stays without; a UDP checksum
+ * that comes out as 0 is sent as 0xffff (0 means "none"). */
+static __always_inline void rewrite_l3l4(struct lb_packet *pkt, const __u32 *saddr,
+					 const __u32 *daddr, __be16 sport, __be16 dport)
+{
+	struct lb_flow *f = &pkt->flow;
+	__u64 addr_diff, l4_diff;
+	__u16 check;
+
+	addr_diff = csum_diff_addrs(f->src, saddr, f->family) +
+		    csum_diff_addrs(f->dst, daddr, f->family);
+	l4_diff = csum_diff32(addr_diff,
+			      (__u32)f->sport | ((__u32)f->dport << 16),
+			      (__u32)sport | ((__u32)dport << 16));
+
+	check = *pkt->l4_check;
+	if (f->proto == IPPROTO_TCP) {
+		*pkt->l4_check = csum_fold_add(check, l4_diff);
+	} else if (check || f->family == AF_INET6) {
+		check = csum_fold_add(check, l4_diff);
+		*pkt->l4_check = check ? check : 0xffff;
+	}
+	pkt->ports->source = sport;
+	pkt->ports->dest = dport;
+
+	/* Branch on the header pointers, not on f->family: the verifier does
+	 * not connect the two and would see a NULL ip6 on the "not IPv4" path. */
+	if (pkt->ip4) {
+		pkt->ip4->check = csum_fold_add(pkt->ip4->check, addr_diff);
+		pkt->ip4->saddr = saddr[0];
+		pkt->ip4->daddr = daddr[0];
+	} else if (pkt->ip6) {
+		__builtin_memcpy(&pkt->ip6->saddr, saddr, sizeof(pkt->ip6->saddr));
+		__builtin_memcpy(&pkt->ip6->daddr, daddr, sizeof(pkt->ip6->daddr));
+	}
+}
+
+/* ---- counters ---------------------------------------------------------------- */
+
+static __always_inline void count(void *map, __u32 key, __u32 bytes)
+{
+	struct lb_counter *c = bpf_map_lookup_elem(map, &key);
+
+	/* Per-CPU values: plain adds, no atomics needed. */
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+/* Every packet ends here: its verdict in lb_stats, and the reason for drops
+ * and kernel hand-offs (no_backend, ct_full, fib_miss) next to it. */
+static __always_inline int verdict(struct lb_packet *pkt, int action, int reason)
+{
+	__u32 stat = XDP_LB_STAT_PASS;
+
+	if (action == XDP_DROP)
+		stat = XDP_LB_STAT_DROP;
+	else if (action == XDP_TX)
+		stat = XDP_LB_STAT_TX;
+	else if (action == XDP_REDIRECT)
+		stat = XDP_LB_STAT_REDIRECT;
+	count(&lb_stats, stat, pkt->len);
+	if (reason >= 0)
+		count(&lb_stats, reason, pkt->len);
+	return action;
+}
+
+#define NO_REASON (-1)
+
+/* ---- next hop ------------------------------------------------------------------ */
+
+enum hop_result {
+	HOP_SEND,                   /* MACs set; action says XDP_TX or XDP_REDIRECT */
+	HOP_NO_NEIGH,               /* route found, neighbour unresolved */
+	HOP_FAIL,                   /* no usable route (or forwarding off) */
+};
+
+/* Looks up the route to daddr as the kernel would forward the packet,
+ * from the ingress interface.  On success writes both MACs and sets
+ * *action; the caller rewrites L3/L4 itself. */
+static __always_inline enum hop_result next_hop(struct xdp_md *ctx, struct lb_packet *pkt,
+						const __u32 *saddr, const __u32 *daddr,
+						__be16 sport, __be16 dport, int *action)
+{
+	struct bpf_fib_lookup fib = {};
+	int rc;
+
+	fib.family = pkt->flow.family;
+	fib.l4_protocol = pkt->flow.proto;
+	fib.sport = sport;
+	fib.dport = dport;
+	fib.tot_len = pkt->l3_len;
+	fib.ifindex = ctx->ingress_ifindex;
+	if (pkt->ip4) {
+		fib.tos = pkt->ip4->tos;
+		fib.ipv4_src = saddr[0];
+		fib.ipv4_dst = daddr[0];
+	} else if (pkt->ip6) {
+		fib.flowinfo = *(__be32 *)pkt->ip6 & IPV6_FLOWINFO_MASK_;
+		__builtin_memcpy(fib.ipv6_src, saddr, sizeof(fib.ipv6_src));
+		__builtin_memcpy(fib.ipv6_dst, daddr, sizeof(fib.ipv6_dst));
+	}
+
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return HOP_NO_NEIGH;
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+		lb_debug("fib lookup failed: %d", rc);
+		return HOP_FAIL;
+	}
+	__builtin_memcpy(pkt->eth->h_dest, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(pkt->eth->h_source, fib.smac, ETH_ALEN);
+	if (fib.ifindex == ctx->ingress_ifindex)
+		*action = XDP_TX;
+	else
+		*action = bpf_redirect(fib.ifindex, 0);
+	return HOP_SEND;
+}
+
+/* ---- redirect mode ------------------------------------------------------------- */
+
+static __always_inline int lb_redirect(struct lb_packet *pkt, const struct lb_config *cfg)
+{
+	__u32 count_ports = cfg->redirect_count;
+	__u32 zero = 0, slot;
+	int action;
+
+	if (count_ports == 0 || count_ports > XDP_LB_MAX_REDIRECT)
+		return verdict(pkt, XDP_PASS, NO_REASON);
+
+	if (cfg->redirect_algo == XDP_LB_FLOW_HASH) {
+		slot = hash_flow(&pkt->flow, LB_SEED_FLOW) % count_ports;
+	} else {
+		__u32 *rr = bpf_map_lookup_elem(&lb_rr, &zero);
+
+		if (!rr)
+			return verdict(pkt, XDP_PASS, NO_REASON);
+		slot = *rr % count_ports;
+		*rr = slot + 1;
+	}
+
+	/* An empty slot (port removed under us) passes the frame. */
+	action = bpf_redirect_map(&lb_tx_ports, slot, XDP_PASS);
+	if (action == XDP_REDIRECT)
+		count(&lb_port_stats, slot, pkt->len);
+	return verdict(pkt, action, NO_REASON);
+}
+
+/* ---- nat reply direction ----------------------------------------------------------- */
+
+static __always_inline int is_snat_addr(const struct lb_packet *pkt, const struct lb_config *cfg)
+{
+	const __u32 *dst = pkt->flow.dst;
+
+	if (pkt->flow.family == AF_INET)
+		return (cfg->flags & XDP_LB_CFG_SNAT_V4) && dst[0] == cfg->snat_v4;
+	return (cfg->flags & XDP_LB_CFG_SNAT_V6) &&
+	       dst[0] == cfg->snat_v6[0] && dst[1] == cfg->snat_v6[1] &&
+	       dst[2] == cfg->snat_v6[2] && dst[3] == cfg->snat_v6[3];
+}
+
+/* backend:bport -> snat:nat_port becomes VIP:vport -> client:cport.
+ * Returns -1 if this is not a reply of ours (the caller goes on). */
+static __always_inline int lb_nat_reply(struct xdp_md *ctx, struct lb_packet *pkt,
+					const struct lb_config *cfg)
+{
+	struct lb_nat_entry *nat;
+	int action = XDP_PASS;
+	enum hop_result hop;
+
+	if (!is_snat_addr(pkt, cfg))
+		return -1;
+	nat = bpf_map_lookup_elem(&lb_nat_rev, &pkt->flow);
+	if (!nat)
+		return -1;
+
+	hop = next_hop(ctx, pkt, nat->vip, nat->client, nat->vip_port, nat->client_port, &action);
+	if (hop == HOP_FAIL)
+		return verdict(pkt, XDP_PASS, XDP_LB_STAT_FIB_MISS);
+	rewrite_l3l4(pkt, nat->vip, nat->client, nat->vip_port, nat->client_port);
+	if (hop == HOP_NO_NEIGH)
+		return verdict(pkt, XDP_PASS, XDP_LB_STAT_FIB_MISS);
+	return verdict(pkt, action, XDP_LB_STAT_NAT_REPLY);
+}
+
+/* ---- scheduling -------------------------------------------------------------------- */
+
+/* A backend we may send this flow to: present, active, of this service and
+ * of the packet's family. */
+static __always_inline struct lb_backend *usable_backend(__u32 id, const struct lb_service *svc,
+							 __u8 family)
+{
+	struct lb_backend *be;
+
+	if (id == 0)
+		return NULL;
+	be = bpf_map_lookup_elem(&lb_backends, &id);
+	if (!be || !(be->flags & XDP_LB_BACKEND_ACTIVE) ||
+	    be->service_id != svc->id || be->family != family)
+		return NULL;
+	return be;
+}
+
+/* New flow: hash -> the service's live ring -> backend id. */
+static __always_inline __u32 pick_backend(const struct lb_packet *pkt, const struct lb_service *svc)
+{
+	__u32 hash, index, *id;
+
+	/* The array lookup bounds-checks the index anyway; these keep one
+	 * service from reading another's ring on a bad id or slot. */
+	if (svc->id >= XDP_LB_MAX_SERVICES || svc->ring_slot > 1)
+		return 0;
+	if (svc->sched == XDP_LB_SCHED_IP_HASH)
+		hash = hash_ip_pair(&pkt->flow);
+	else
+		hash = hash_flow(&pkt->flow, LB_SEED_FLOW);
+	index = (svc->id * 2 + svc->ring_slot) * XDP_LB_RING_SIZE + hash % XDP_LB_RING_SIZE;
+	id = bpf_map_lookup_elem(&lb_ring, &index);
+	return id ? *id : 0;
+}
+
+/* Claims a NAT source port for a new flow: port_min + (hash + i) % span,
+ * i < XDP_LB_PORT_PROBES.  The claim is the insert of the reply flow into
+ * lb_nat_rev with BPF_NOEXIST, which is atomic across CPUs: two flows can
+ * never share backend:bport <-> snat:port.  Returns the port (network
+ * order) or 0 if none was free. */
+static __always_inline __be16 nat_alloc_port(const struct lb_packet *pkt,
+					     const struct lb_config *cfg,
+					     const struct lb_backend *be, __u32 be_id,
+					     const __u32 *snat, __be16 bport)
+{
+	struct lb_nat_entry entry = {};
+	struct lb_flow reply = {};
+	__u32 span, hash, i;
+
+	if (cfg->port_min == 0 || cfg->port_max < cfg->port_min)
+		return 0;
+	span = (__u32)cfg->port_max - cfg->port_min + 1;
+
+	/* IPv4 keys carry the address in word 0 and zeros after it (snat may
+	 * point at lb_config.snat_v4, a single word). */
+	reply.src[0] = be->addr[0];
+	reply.dst[0] = snat[0];
+	if (pkt->flow.family == AF_INET6) {
+		__builtin_memcpy(reply.src, be->addr, sizeof(reply.src));
+		__builtin_memcpy(reply.dst, snat, sizeof(reply.dst));
+	}
+	reply.sport = bport;
+	reply.proto = pkt->flow.proto;
+	reply.family = pkt->flow.family;
+
+	__builtin_memcpy(entry.client, pkt->flow.src, sizeof(entry.client));  /* zero-padded */
+	__builtin_memcpy(entry.vip, pkt->flow.dst, sizeof(entry.vip));
+	entry.client_port = pkt->flow.sport;
+	entry.vip_port = pkt->flow.dport;
+	entry.backend_id = be_id;
+
+	/* Always the 5-tuple, whatever the scheduler: with ip_hash all
+	 * connections of one client would otherwise probe the same ports. */
+	hash = hash_flow(&pkt->flow, LB_SEED_PORT);
+#pragma unroll
+	for (i = 0; i < XDP_LB_PORT_PROBES; i++) {
+		__u16 port = cfg->port_min + (hash + i) % span;
+
+		reply.dport = bpf_htons(port);
+		if (bpf_map_update_elem(&lb_nat_rev, &reply, &entry, BPF_NOEXIST) == 0)
+			return reply.dport;
+	}
+	return 0;
+}
+
+/* ---- entry ------------------------------------------------------------------------- */
+
+SEC("xdp")
+int xdp_lb(struct xdp_md *ctx)
+{
+	struct lb_packet pkt = {};
+	struct lb_service_key key = {};
+	struct lb_ct_entry *ct, new_ct = {};
+	struct lb_service *svc;
+	struct lb_backend *be = NULL;
+	struct lb_config *cfg;
+	__u32 zero = 0, be_id = 0;
+	const __u32 *snat;
+	__be16 nat_port = 0, bport;
+	enum hop_result hop;
+	int parsed, known = 0, action = XDP_PASS;
+
+	/* ---- parse ---- */
+	parsed = parse_packet(ctx, &pkt);
+	if (parsed < 0)
+		return verdict(&pkt, XDP_PASS, NO_REASON);
+
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!cfg || cfg->mode == XDP_LB_MODE_NONE)
+		return verdict(&pkt, XDP_PASS, NO_REASON);
+
+	/* ---- decide ---- */
+	if (cfg->mode == XDP_LB_MODE_REDIRECT)
+		return lb_redirect(&pkt, cfg);
+	if (parsed > 0)             /* IP without ports: not a service */
+		return verdict(&pkt, XDP_PASS, NO_REASON);
+
+	if (cfg->mode == XDP_LB_MODE_NAT) {
+		int reply = lb_nat_reply(ctx, &pkt, cfg);
+
+		if (reply >= 0)
+			return reply;
+	} else if (cfg->mode != XDP_LB_MODE_DSR) {
+		return verdict(&pkt, XDP_PASS, NO_REASON);
+	}
+
+	__builtin_memcpy(key.vip, pkt.flow.dst, sizeof(key.vip));
+	key.port = pkt.flow.dport;
+	key.proto = pkt.flow.proto;
+	key.family = pkt.flow.family;
+	svc = bpf_map_lookup_elem(&lb_services, &key);
+	if (!svc)
+		return verdict(&pkt, XDP_PASS, NO_REASON);
+
+	/* Known flow: keep its backend while that backend is active (a
+	 * draining backend, weight 0, is out of the ring but still active). */
+	ct = bpf_map_lookup_elem(&lb_ct, &pkt.flow);
+	if (ct) {
+		be = usable_backend(ct->backend_id, svc, pkt.flow.family);
+		if (be) {
+			known = 1;
+			be_id = ct->backend_id;
+			nat_port = ct->nat_port;
+		}
+	}
+	if (!be) {
+		be_id = pick_backend(&pkt, svc);
+		be = usable_backend(be_id, svc, pkt.flow.family);
+		if (!be) {
+			lb_debug("no backend for service %u", svc->id);
+			return verdict(&pkt, XDP_DROP, XDP_LB_STAT_NO_BACKEND);
+		}
+	}
+
+	/* ---- act: dsr ---- */
+	if (cfg->mode == XDP_LB_MODE_DSR) {
+		if (!known) {
+			new_ct.backend_id = be_id;
+			bpf_map_update_elem(&lb_ct, &pkt.flow, &new_ct, BPF_ANY);
+		}
+		/* Route towards the backend, packet addresses unchanged: only
+		 * the MACs change.  Unresolved: the kernel gets it untouched. */
+		hop = next_hop(ctx, &pkt, pkt.flow.src, be->addr, pkt.flow.sport,
+			       pkt.flow.dport, &action);
+		if (hop != HOP_SEND)
+			return verdict(&pkt, XDP_PASS, XDP_LB_STAT_FIB_MISS);
+		count(&lb_be_stats, be_id, pkt.len);
+		return verdict(&pkt, action, NO_REASON);
+	}
+
+	/* ---- act: nat ---- */
+	bport = be->port ? be->port : pkt.flow.dport;
+	snat = pkt.flow.family == AF_INET ? &cfg->snat_v4 : cfg->snat_v6;
+	if (!(cfg->flags & (pkt.flow.family == AF_INET ? XDP_LB_CFG_SNAT_V4 : XDP_LB_CFG_SNAT_V6)))
+		return verdict(&pkt, XDP_DROP, NO_REASON);  /* no source address to NAT to */
+	if (!nat_port) {
+		nat_port = nat_alloc_port(&pkt, cfg, be, be_id, snat, bport);
+		if (!nat_port) {
+			lb_debug("no free nat port for service %u", svc->id);
+			return verdict(&pkt, XDP_DROP, XDP_LB_STAT_CT_FULL);
+		}
+		new_ct.backend_id = be_id;
+		new_ct.nat_port = nat_port;
+		bpf_map_update_elem(&lb_ct, &pkt.flow, &new_ct, BPF_ANY);
+	}
+
+	hop = next_hop(ctx, &pkt, snat, be->addr, nat_port, bport, &action);
+	if (hop == HOP_FAIL)
+		return verdict(&pkt, XDP_PASS, XDP_LB_STAT_FIB_MISS);
+	rewrite_l3l4(&pkt, snat, be->addr, nat_port, bport);
+	count(&lb_be_stats, be_id, pkt.len);
+	if (hop == HOP_NO_NEIGH)    /* the kernel forwards the rewritten packet */
+		return verdict(&pkt, XDP_PASS, XDP_LB_STAT_FIB_MISS);
+	return verdict(&pkt, action, NO_REASON);
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";
