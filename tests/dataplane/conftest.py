@@ -1,0 +1,44 @@
+"""Session lab for the data-plane tests: one compiled object, one namespace.
+
+The pytest process runs inside the namespace for the whole session (see
+lab.py) and returns to its own namespace at the end, also on failure.
+"""
+import os
+
+import pytest
+
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import build
+
+from lab import FILES, Lab
+
+
+def _need_root():
+    if os.geteuid() != 0:
+        pytest.skip("the data-plane tests load BPF programs and create namespaces: run as root")
+
+
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("xlbdp-build"))
+
+
+@pytest.fixture(scope="session")
+def obj_path(build_dir):
+    return build.compile_object(FILES, build_dir, {})[0]
+
+
+@pytest.fixture(scope="session")
+def lab_session(obj_path):
+    _need_root()
+    lab = Lab().start(obj_path)
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture
+def lab(lab_session):
+    """The session lab with empty maps."""
+    lab_session.reset()
+    return lab_session

@@ -1,0 +1,374 @@
+"""A network namespace for running the data plane with BPF_PROG_TEST_RUN.
+
+The process itself moves into the namespace (setns) so that the ingress
+ifindex given to the test run, bpf_fib_lookup's routes and neighbours and
+the DEVMAP's ifindexes all refer to the namespace's devices.  Used by the
+tests in this directory and by benchmarks/dataplane/run.py.
+
+Topology (one namespace, ``xlbdp-<tag>``; every address in 198.18.0.0/15
+or fd00:18::/32):
+
+    xlbdp0  198.18.0.1/24  fd00:18::1/64    "client side"
+            neighbours: clients .10-.17 (::10-::17), local backend .20 (::20)
+    xlbdp1  198.18.1.1/24  fd00:18:1::1/64  "backend side", also the SNAT address
+            neighbours: backends .10-.13 (::10-::13); .99 (::99) has none
+    xlbdp2  no address                      extra port for redirect mode
+    xlbdp0p/xlbdp1p/xlbdp2p                 the veth peers (up, no address)
+"""
+import os
+import socket
+import struct
+import tempfile
+
+from pyroute2 import netns as pr_netns
+
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, layout
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.command import run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FILES = os.path.join(ROOT, "files")
+
+XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
+ACTIONS = {0: "aborted", 1: "drop", 2: "pass", 3: "tx", 4: "redirect"}
+
+# Interface MACs (fixed so expected frames can be written down).
+MAC = {"xlbdp0": "02:18:00:00:00:01", "xlbdp1": "02:18:00:00:01:01", "xlbdp2": "02:18:00:00:02:01"}
+LB4 = {"xlbdp0": "198.18.0.1", "xlbdp1": "198.18.1.1"}
+LB6 = {"xlbdp0": "fd00:18::1", "xlbdp1": "fd00:18:1::1"}
+SNAT4, SNAT6 = LB4["xlbdp1"], LB6["xlbdp1"]
+VIP4, VIP6 = "198.18.2.1", "fd00:18:2::1"
+
+
+def _host_mac(side, host):
+    return "02:00:00:00:%02x:%02x" % (side, host)
+
+
+def _neighbours():
+    """address -> (device, MAC) of every PERMANENT neighbour."""
+    out = {}
+    for host in list(range(10, 18)) + [20]:
+        out["198.18.0.%d" % host] = ("xlbdp0", _host_mac(0, host))
+        out["fd00:18::%d" % host] = ("xlbdp0", _host_mac(0, host))
+    for host in range(10, 14):
+        out["198.18.1.%d" % host] = ("xlbdp1", _host_mac(1, host))
+        out["fd00:18:1::%d" % host] = ("xlbdp1", _host_mac(1, host))
+    return out
+
+
+NEIGH = _neighbours()
+CLIENT4, CLIENT6 = "198.18.0.10", "fd00:18::10"
+BACKENDS4 = ["198.18.1.10", "198.18.1.11", "198.18.1.12", "198.18.1.13"]
+BACKENDS6 = ["fd00:18:1::10", "fd00:18:1::11", "fd00:18:1::12", "fd00:18:1::13"]
+LOCAL_BACKEND4, LOCAL_BACKEND6 = "198.18.0.20", "fd00:18::20"   # same link as clients
+NO_NEIGH4, NO_NEIGH6 = "198.18.1.99", "fd00:18:1::99"             # on link, unresolved
+NO_ROUTE4, NO_ROUTE6 = "198.18.7.7", "fd00:18:7::7"               # no route at all
+
+
+def _setup_batch():
+    lines = []
+    for dev in ("xlbdp0", "xlbdp1", "xlbdp2"):
+        lines.append("link add %s address %s type veth peer name %sp" % (dev, MAC[dev], dev))
+    for dev in ("lo", "xlbdp0", "xlbdp0p", "xlbdp1", "xlbdp1p", "xlbdp2", "xlbdp2p"):
+        lines.append("link set dev %s up" % dev)
+    for dev in ("xlbdp0", "xlbdp1"):
+        lines.append("address add %s/24 dev %s" % (LB4[dev], dev))
+        lines.append("address add %s/64 dev %s nodad" % (LB6[dev], dev))
+    for addr, (dev, mac) in sorted(NEIGH.items()):
+        lines.append("neigh replace %s lladdr %s dev %s nud permanent" % (addr, mac, dev))
+    return "\n".join(lines) + "\n"
+
+
+class Lab:
+    """Namespace, private bpffs and the loaded data plane; ``stop()`` undoes all."""
+
+    def __init__(self, tag=None):
+        self.tag = tag or str(os.getpid())
+        self.ns = "xlbdp-%s" % self.tag
+        self.pin_root = "/sys/fs/bpf/xlbdp-%s" % self.tag
+        self._orig_ns = None
+        self._ns_made = False
+        self._mounted = False
+        self.obj = None
+        self.maps = {}
+        self.ifindex = {}
+        self._dirty_rings = set()
+
+    # ---- lifecycle ----------------------------------------------------------
+    def start(self, obj_path):
+        try:
+            self._make_netns()
+            self._enter_netns()
+            self._mount_bpffs()
+            self.load(obj_path)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _make_netns(self):
+        run(["ip", "netns", "add", self.ns])
+        self._ns_made = True
+        with tempfile.NamedTemporaryFile("w", prefix="xlbdp-", suffix=".ip") as f:
+            f.write(_setup_batch())
+            f.flush()
+            run(["ip", "-n", self.ns, "-batch", f.name])
+        run(["ip", "netns", "exec", self.ns, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+             "net.ipv6.conf.all.forwarding=1"])
+
+    def _enter_netns(self):
+        self._orig_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
+        pr_netns.setns(self.ns, flags=0)
+        self.ifindex = {dev: socket.if_nametoindex(dev) for dev in
+                        ("xlbdp0", "xlbdp0p", "xlbdp1", "xlbdp1p", "xlbdp2", "xlbdp2p")}
+
+    def _mount_bpffs(self):
+        os.makedirs(self.pin_root, exist_ok=True)
+        run(["mount", "-t", "bpf", "bpf", self.pin_root])
+        self._mounted = True
+
+    def load(self, obj_path):
+        """Load ``obj_path`` sharing the pinned maps (a second call = an upgrade)."""
+        new = bpf.LoadedObject(obj_path, self.pin_root)
+        self.close_maps()
+        if self.obj:
+            self.obj.close()
+        self.obj = new
+        self.prog_fd = new.prog_fd
+        for name, (ktype, vtype, percpu) in layout.MAPS.items():
+            self.maps[name] = bpf.Map(new.map_fd(name), ktype, vtype, percpu=percpu, owned=False)
+        return new
+
+    def close_maps(self):
+        self.maps = {}
+
+    def stop(self):
+        errors = []
+        self.close_maps()
+        if self.obj:
+            self.obj.close()
+            self.obj = None
+        if self._orig_ns is not None:
+            try:
+                pr_netns.setns(self._orig_ns)
+            except OSError as exc:
+                errors.append(exc)
+            os.close(self._orig_ns)
+            self._orig_ns = None
+        if self._ns_made:
+            run(["ip", "netns", "del", self.ns], check=False)
+            self._ns_made = False
+        if self._mounted:
+            run(["umount", self.pin_root], check=False)
+            self._mounted = False
+        if os.path.isdir(self.pin_root):
+            try:
+                os.rmdir(self.pin_root)
+            except OSError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    # ---- running packets -----------------------------------------------------
+    def run(self, frame, dev="xlbdp0", repeat=1):
+        """(action, output bytes) of one test run with ingress ``dev``."""
+        retval, out, _ = bpf.test_run(self.prog_fd, bytes(frame),
+                                      ingress_ifindex=self.ifindex[dev], repeat=repeat)
+        return retval, out
+
+    # ---- map writers (deliberately small; the control plane has its own) -----
+    def configure(self, mode, redirect_algo=0, redirect_count=0, snat=True,
+                  port_min=40000, port_max=40999):
+        cfg = layout.LbConfig(mode=mode, redirect_algo=redirect_algo,
+                              redirect_count=redirect_count, port_min=port_min,
+                              port_max=port_max)
+        if snat:
+            cfg.snat_v4 = layout.pack_addr(SNAT4)[0][0]
+            cfg.snat_v6 = layout.pack_addr(SNAT6)[0]
+            cfg.flags = layout.CFG_SNAT_V4 | layout.CFG_SNAT_V6
+        self.maps["lb_config"].update(layout.U32(0), cfg)
+        return cfg
+
+    def add_service(self, vip, port, proto, sid, sched=layout.SCHEDULERS["five_tuple"],
+                    ring_slot=0):
+        addr, family = layout.pack_addr(vip)
+        key = layout.LbServiceKey(vip=addr, port=layout.htons(port),
+                                  proto=layout.PROTOCOLS[proto], family=family)
+        self.maps["lb_services"].update(key, layout.LbService(id=sid, ring_slot=ring_slot,
+                                                              sched=sched))
+        return key
+
+    def set_backend(self, bid, addr, sid, port=0, active=True):
+        packed, family = layout.pack_addr(addr)
+        self.maps["lb_backends"].update(layout.U32(bid), layout.LbBackend(
+            addr=packed, port=layout.htons(port), family=family,
+            flags=layout.BACKEND_ACTIVE if active else 0, service_id=sid))
+
+    def fill_ring(self, sid, ids, slot=0):
+        """Ring position p -> ids[p % len(ids)] (an empty list clears the ring)."""
+        size = layout.DEFAULT_SIZES["XDP_LB_RING_SIZE"]
+        base = layout.ring_index(sid, slot, 0, size)
+        if ids:
+            vals = (ids * (size // len(ids) + 1))[:size]
+        else:
+            vals = [0] * size
+        self.maps["lb_ring"].update_batch(range(base, base + size), vals)
+        self._dirty_rings.add((sid, slot))
+
+    def ring_at(self, sid, position, slot=0):
+        size = layout.DEFAULT_SIZES["XDP_LB_RING_SIZE"]
+        return self.maps["lb_ring"].lookup(layout.U32(layout.ring_index(sid, slot, position,
+                                                                         size))).value
+
+    def set_tx_port(self, slot, dev):
+        self.maps["lb_tx_ports"].update(layout.U32(slot), layout.U32(self.ifindex[dev]))
+
+    def reset(self, backends=range(0, 32)):
+        """Empty state between tests: config, services, rings, backends, flows, counters."""
+        self.maps["lb_config"].update(layout.U32(0), layout.LbConfig())
+        for name in ("lb_services", "lb_ct", "lb_nat_rev"):
+            m = self.maps[name]
+            for key in m.keys():
+                m.delete(key)
+        for sid, slot in sorted(self._dirty_rings):
+            self.fill_ring(sid, [], slot)
+        self._dirty_rings = set()
+        for bid in backends:
+            self.maps["lb_backends"].update(layout.U32(bid), layout.LbBackend())
+        zero = [layout.LbCounter()] * bpf.possible_cpus()
+        for i in range(len(layout.STATS)):
+            self.maps["lb_stats"].update(layout.U32(i), zero)
+        for bid in backends:
+            self.maps["lb_be_stats"].update(layout.U32(bid), zero)
+        for slot in range(8):
+            self.maps["lb_port_stats"].update(layout.U32(slot), zero)
+            self.maps["lb_tx_ports"].delete(layout.U32(slot))
+        self.maps["lb_rr"].update(layout.U32(0), [layout.U32(0)] * bpf.possible_cpus())
+
+    # ---- readers ----------------------------------------------------------------
+    def _counter(self, name, index):
+        per_cpu = self.maps[name].lookup(layout.U32(index))
+        return (sum(c.packets for c in per_cpu), sum(c.bytes for c in per_cpu))
+
+    def stats(self):
+        """{stat name: packets} summed over CPUs."""
+        return {name: self._counter("lb_stats", i)[0] for i, name in enumerate(layout.STATS)}
+
+    def stat_bytes(self, name):
+        return self._counter("lb_stats", layout.STATS.index(name))[1]
+
+    def backend_packets(self, bid):
+        return self._counter("lb_be_stats", bid)[0]
+
+    def port_packets(self, slot):
+        return self._counter("lb_port_stats", slot)[0]
+
+    def ct_entry(self, flow):
+        return self.maps["lb_ct"].lookup(flow)
+
+    def map_memlock(self):
+        """{map name: memlock bytes} of the pinned maps (fdinfo)."""
+        out = {}
+        for name in layout.MAPS:
+            fd = bpf.obj_get(os.path.join(self.pin_root, name))
+            try:
+                out[name] = int(bpf.fd_info(fd)["memlock"])
+            finally:
+                os.close(fd)
+        return out
+
+
+def flow_key(src, dst, sport, dport, proto):
+    """layout.LbFlow for a flow as seen on the wire."""
+    s, family = layout.pack_addr(src)
+    d, _ = layout.pack_addr(dst)
+    return layout.LbFlow(src=s, dst=d, sport=layout.htons(sport), dport=layout.htons(dport),
+                         proto=layout.PROTOCOLS[proto] if isinstance(proto, str) else proto,
+                         family=family)
+
+
+# ---- the data plane's hash, written from the C source's description --------------
+M32 = 0xFFFFFFFF
+SEED_FLOW, SEED_ADDR, SEED_PORT = 0x2C1B3C6D, 0x297A2D39, 0x51ED270B
+
+
+def _rol(w, s):
+    return ((w << s) | (w >> (32 - s))) & M32
+
+
+def _word(h, w):
+    w = _rol((w * 0x9E3779B1) & M32, 15)
+    h = _rol(h ^ w, 13)
+    return (h * 5 + 0xE6546B64) & M32
+
+
+def _final(h):
+    h ^= h >> 16
+    h = (h * 0x7FEB352D) & M32
+    h ^= h >> 15
+    h = (h * 0x846CA68B) & M32
+    return h ^ (h >> 16)
+
+
+def _words(packed):
+    """16 address bytes as the four little-endian words the program loads."""
+    return struct.unpack("<4I", packed)
+
+
+def _addr16(address):
+    ip = socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+    return ip + b"\0" * (16 - len(ip))
+
+
+def _hash_addrs(src, dst, h):
+    s, d = _words(_addr16(src)), _words(_addr16(dst))
+    h = _word(_word(h, s[0]), d[0])
+    if ":" in src:
+        for w in s[1:] + d[1:]:
+            h = _word(h, w)
+    return h
+
+
+def hash_ip_pair(src, dst):
+    return _final(_hash_addrs(src, dst, SEED_ADDR))
+
+
+def hash_flow(src, dst, sport, dport, proto, seed=SEED_FLOW):
+    h = _hash_addrs(src, dst, seed)
+    h = _word(h, struct.unpack("<I", struct.pack("!HH", sport, dport))[0])
+    return _final(_word(h, proto))
+
+
+# ---- checksums, written independently of the C code -------------------------------
+def ones_sum(data, start=0):
+    """One's complement sum of 16-bit big-endian words (end-around carry)."""
+    if len(data) % 2:
+        data += b"\0"
+    s = start + sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def pseudo_header(src, dst, proto, length):
+    a, b = _addr16(src), _addr16(dst)
+    if ":" in src:
+        return a + b + struct.pack("!IxxxB", length, proto)
+    return a[:4] + b[:4] + struct.pack("!xBH", proto, length)
+
+
+
+def setup_service(lab, family, proto, port=80, backends=None, sid=0, backend_port=0,
+                  sched="five_tuple", first_id=None):
+    """A service on the VIP of ``family`` with ``backends`` (addresses; default
+    the first backend), ring filled round robin.  Returns (vip, backend ids)."""
+    vip = VIP4 if family == 4 else VIP6
+    if backends is None:
+        backends = [(BACKENDS4 if family == 4 else BACKENDS6)[0]]
+    first = first_id if first_id is not None else sid * 8 + 1
+    ids = []
+    for i, addr in enumerate(backends):
+        lab.set_backend(first + i, addr, sid, port=backend_port)
+        ids.append(first + i)
+    lab.add_service(vip, port, proto, sid, sched=layout.SCHEDULERS[sched])
+    lab.fill_ring(sid, ids)
+    return vip, ids
