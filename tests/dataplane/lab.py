@@ -91,7 +91,7 @@ class Lab:
         self.obj = None
         self.maps = {}
         self.ifindex = {}
-        self._dirty_rings = set()
+        self._rings = {}            # (service id, slot) -> ids last written
 
     # ---- lifecycle ----------------------------------------------------------
     def start(self, obj_path):
@@ -204,7 +204,11 @@ class Lab:
             flags=layout.BACKEND_ACTIVE if active else 0, service_id=sid))
 
     def fill_ring(self, sid, ids, slot=0):
-        """Ring position p -> ids[p % len(ids)] (an empty list clears the ring)."""
+        """Ring position p -> ids[p % len(ids)] (an empty list clears the ring).
+
+        Rings are 65537 entries: an unchanged ring is not written again."""
+        if self._rings.get((sid, slot), ()) == tuple(ids):
+            return
         size = layout.DEFAULT_SIZES["XDP_LB_RING_SIZE"]
         base = layout.ring_index(sid, slot, 0, size)
         if ids:
@@ -212,7 +216,7 @@ class Lab:
         else:
             vals = [0] * size
         self.maps["lb_ring"].update_batch(range(base, base + size), vals)
-        self._dirty_rings.add((sid, slot))
+        self._rings[(sid, slot)] = tuple(ids)
 
     def ring_at(self, sid, position, slot=0):
         size = layout.DEFAULT_SIZES["XDP_LB_RING_SIZE"]
@@ -223,15 +227,16 @@ class Lab:
         self.maps["lb_tx_ports"].update(layout.U32(slot), layout.U32(self.ifindex[dev]))
 
     def reset(self, backends=range(0, 32)):
-        """Empty state between tests: config, services, rings, backends, flows, counters."""
+        """Empty state between tests: config, services, backends, flows, counters.
+
+        Rings keep their content (rewriting them is the slow part): without
+        a service they are unreachable, and setup_service/fill_ring write
+        what a test needs."""
         self.maps["lb_config"].update(layout.U32(0), layout.LbConfig())
         for name in ("lb_services", "lb_ct", "lb_nat_rev"):
             m = self.maps[name]
             for key in m.keys():
                 m.delete(key)
-        for sid, slot in sorted(self._dirty_rings):
-            self.fill_ring(sid, [], slot)
-        self._dirty_rings = set()
         for bid in backends:
             self.maps["lb_backends"].update(layout.U32(bid), layout.LbBackend())
         zero = [layout.LbCounter()] * bpf.possible_cpus()
