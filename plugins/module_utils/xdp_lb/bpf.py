@@ -401,6 +401,22 @@ class Map:
                 out.append((k, v))
         return out
 
+    def lookup_batch(self, start, count):
+        """Values of the ``count`` array keys from ``start`` on, in one syscall.
+
+        (BPF_MAP_LOOKUP_BATCH, array maps only; fewer if the map ends first.)
+        """
+        keys = (self.key_type * count)()
+        values = (self.value_type * count)()
+        n = ct.c_uint32(count)
+        out_batch = self.key_type()
+        in_batch = ct.byref(self.key_type(start - 1)) if start > 0 else None
+        if _need_bcc().bpf_lookup_batch(self.fd, in_batch, ct.byref(out_batch), ct.byref(keys),
+                                        ct.byref(values), ct.byref(n)) < 0:
+            if ct.get_errno() != errno.ENOENT:
+                raise _err("map batch lookup failed")
+        return values[:n.value]
+
     def update_batch(self, keys, values):
         """Update many entries in one syscall (array maps: contiguous keys)."""
         count = ct.c_uint32(len(keys))

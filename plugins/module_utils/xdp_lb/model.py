@@ -43,7 +43,8 @@ BACKEND_KEYS = ("address", "weight", "port")
 
 # Interface names: what the kernel accepts (dev_valid_name), at most 15 bytes.
 _IFNAME = re.compile(r"^[^/\s:]{1,15}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")   # no dots: bpffs refuses them
+_NETNS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class ConfigError(ValueError):
@@ -75,7 +76,10 @@ class Backend:
         return "%s:%d" % (self.address, self.port)
 
     def to_dict(self):
-        return {"address": self.address, "weight": self.weight, "port": self.port}
+        out = {"address": self.address, "weight": self.weight}
+        if self.port:               # 0: dsr, where backends have no port of their own
+            out["port"] = self.port
+        return out
 
     def __eq__(self, other):
         return isinstance(other, Backend) and self.to_dict() == other.to_dict()
@@ -271,7 +275,7 @@ def _backend(path, data, svc_family, svc_port, mode):
         path + ".weight", weight, 0, WEIGHT_MAX, "an integer from 0 to %d" % WEIGHT_MAX)
     port = data.get("port")
     if mode == "dsr":
-        if port is not None:
+        if port not in (None, 0):   # 0 is how to_dict/state files say "no port"
             raise ConfigError(path + ".port", port,
                               "is not allowed in dsr mode (backends receive the vip's port unchanged)")
         port = 0
@@ -332,22 +336,25 @@ def validate(params):
     if name is None:
         if not cfg.interfaces:
             raise ConfigError("interfaces", p.get("interfaces"), "must name at least one interface (or set name)")
-        name = cfg.interfaces[0]
+        # the first interface, made safe for file and bpffs names ("eth0.100" -> "eth0_100")
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", cfg.interfaces[0])
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError("name", name, "is not a valid instance name (letters, digits, '_', '.', '-'; "
+        raise ConfigError("name", name, "is not a valid instance name (letters, digits, '_' and '-', "
                           "at most 64, starting with a letter or digit)")
     cfg.name = name
     if present and not cfg.interfaces:
         raise ConfigError("interfaces", p.get("interfaces"), "must name at least one interface")
     cfg.netns = p.get("netns")
     if cfg.netns is not None:
-        if not isinstance(cfg.netns, str) or not _NAME.match(cfg.netns):
+        if not isinstance(cfg.netns, str) or not _NETNS.match(cfg.netns):
             raise ConfigError("netns", cfg.netns, "is not a valid network namespace name")
     cfg.pin_dir = _abspath("pin_dir", p.get("pin_dir") or os.path.join(DEFAULT_PIN_BASE, name))
     cfg.state_dir = _abspath("state_dir", p.get("state_dir") or DEFAULT_STATE_DIR)
     cfg.build_dir = _abspath("build_dir", p.get("build_dir") or DEFAULT_BUILD_DIR)
     if cfg.pin_dir.rstrip("/") in ("/sys/fs/bpf", ""):
         raise ConfigError("pin_dir", cfg.pin_dir, "must be a directory of its own below the bpffs mount")
+    if "." in cfg.pin_dir:
+        raise ConfigError("pin_dir", cfg.pin_dir, "must not contain '.' (bpffs refuses such names)")
     cfg.source = None if p.get("source") is None else _abspath("source", p["source"])
     cfg.clang = _str("clang", p.get("clang") or DEFAULT_CLANG)
     cfg.debug = _bool("debug", p.get("debug") if p.get("debug") is not None else False)

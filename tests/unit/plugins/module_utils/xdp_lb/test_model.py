@@ -86,6 +86,14 @@ def test_roundtrip_through_dict():
     assert again.to_dict() == cfg.to_dict()
 
 
+def test_roundtrip_dsr():
+    cfg = validate(base(mode="dsr", services=[{"vip": "198.18.0.10", "port": 80, "backends": [
+        {"address": "198.18.1.1", "weight": 0}]}]))
+    again = Config.from_dict(copy.deepcopy(cfg.to_dict()))
+    assert again.to_dict() == cfg.to_dict()
+    assert again.services[0].backends[0].port == 0
+
+
 def test_absent_needs_only_a_name():
     cfg = validate({"name": "xlbitA", "state": "absent"})
     assert cfg.state == "absent" and cfg.interfaces == [] and cfg.services == []

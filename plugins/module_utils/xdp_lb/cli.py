@@ -1,0 +1,71 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, netfleet.xdp_lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Command line for hosts: restore instances after boot, show their status.
+
+    python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli restore --all
+    python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli restore web
+    python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli status [web]
+
+(with PYTHONPATH holding the ansible_collections tree; the xdp_lb role
+installs one and a systemd unit running ``restore --all``).  Output is JSON
+on stdout; the exit status is 0 if every instance is fine, 1 if any failed,
+2 on usage errors.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import argparse
+import json
+import sys
+
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import engine, model
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="xdp-lb", description="netfleet.xdp_lb host helper: restore pinned load balancers, show status")
+    p.add_argument("--state-dir", default=model.DEFAULT_STATE_DIR,
+                   help="directory of the instances' state files (default: %(default)s)")
+    sub = p.add_subparsers(dest="command")
+    r = sub.add_parser("restore", help="load, configure and attach instances from their state files")
+    r.add_argument("name", nargs="?", help="instance to restore")
+    r.add_argument("--all", action="store_true", help="every instance with a state file")
+    r.add_argument("--check", action="store_true", help="only report what would change")
+    s = sub.add_parser("status", help="attachments, services and counters (JSON)")
+    s.add_argument("name", nargs="?", help="only this instance")
+    return p
+
+
+def _brief(result):
+    if result.get("failed"):
+        return {"failed": True, "msg": result.get("msg")}
+    return dict((k, result.get(k)) for k in ("changed", "changes", "interfaces", "program", "warnings"))
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "restore":
+        if bool(args.all) == bool(args.name):
+            parser.print_usage(sys.stderr)
+            sys.stderr.write("restore: give an instance name or --all\n")
+            return 2
+        results = engine.restore(args.state_dir, None if args.all else args.name, check_mode=args.check)
+        out = dict((n, _brief(r)) for n, r in results.items())
+        print(json.dumps(out, indent=2, sort_keys=True, default=str))
+        failed = [n for n, r in results.items() if r.get("failed")]
+        for n in failed:
+            sys.stderr.write("xdp-lb restore %s: %s\n" % (n, results[n].get("msg")))
+        return 1 if failed else 0
+    if args.command == "status":
+        instances = engine.info(args.state_dir, args.name)
+        print(json.dumps(instances, indent=2, sort_keys=True, default=str))
+        return 1 if any("error" in i for i in instances) else 0
+    parser.print_help(sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

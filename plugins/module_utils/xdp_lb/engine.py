@@ -1,0 +1,879 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, netfleet.xdp_lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Plan and apply an instance: build, load, sync maps, attach; or remove it.
+
+``run(cfg, ...)`` is what the module calls, ``restore(...)`` what boot-time
+restore (cli.py) calls, ``info(...)`` what xdp_lb_info calls.
+
+A run first validates the host (bpffs, interfaces, compiler, routes),
+reads what is there (state file, pinned program, attached programs, live
+map content), computes a plan, and only then writes, in this order:
+
+1. compile (cached) and load the new program if the build changed; it
+   shares the pinned maps, so conntrack and counters survive;
+2. sync the maps (maps.plan/apply: backends, rings, services, ...);
+3. pin the new program and swap it in on every interface with
+   XDP_FLAGS_REPLACE + IFLA_XDP_EXPECTED_FD (never detach-then-attach);
+4. detach from interfaces no longer listed, keep DSR neighbours resolved,
+   write the state file.
+
+A failure in 2 or 3 writes the previous map content back, re-attaches the
+previous program and re-raises: nothing stays half applied.  Check mode
+stops after the plan: no compile, no load, no writes.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import hashlib
+import os
+
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
+    bpf, build, layout, maps, model, netlink, state)
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.maps import Tables
+
+BPFFS = "/sys/fs/bpf"
+PROG_PIN = "prog"
+STAGING = "staging"   # resized maps are pinned here, then renamed into place
+MOUNTINFO = "/proc/self/mountinfo"
+
+
+class EngineError(Exception):
+    """A run failed; the message is meant for the user as is."""
+
+
+# ---- host checks ------------------------------------------------------------------
+
+def mount_of(path, mountinfo=MOUNTINFO):
+    """(mount point, fs type) of the mount holding ``path``."""
+    best = ("/", None)
+    path = os.path.abspath(path)
+    with open(mountinfo) as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            point = fields[4].replace("\\040", " ")
+            fstype = fields[sep + 1]
+            if path == point or path.startswith(point.rstrip("/") + "/") or point == "/":
+                if len(point) >= len(best[0]):
+                    best = (point, fstype)
+    return best
+
+
+def check_bpffs(pin_dir):
+    point, fstype = mount_of(pin_dir)
+    if fstype != "bpf":
+        raise EngineError(
+            "bpffs is not mounted at %s (pin_dir %s is on %s, a %s mount): mount it with "
+            "'mount -t bpf bpf %s' and make it permanent with the /etc/fstab line "
+            "'bpf %s bpf defaults 0 0'" % (BPFFS, pin_dir, point, fstype, BPFFS, BPFFS))
+
+
+def _short(digest):
+    return digest[:16] if digest else None
+
+
+# ---- the build we want ------------------------------------------------------------
+
+class Build:
+    """Which data plane to run: digest, object path and where its source is."""
+
+    def __init__(self, digest, obj, source_dir, sources=None, compiler=None):
+        self.digest, self.obj, self.source_dir = digest, obj, source_dir
+        self.sources, self.compiler = sources, compiler
+
+
+def sources_from_option(value):
+    """The action plugin's ``_sources`` ({file name: text}) as bytes, checked."""
+    if not isinstance(value, dict) or set(value) != {build.SOURCE, build.HEADER}:
+        raise EngineError("internal option _sources must map exactly %s and %s to their text"
+                          % (build.SOURCE, build.HEADER))
+    return dict((k, v.encode("utf-8") if not isinstance(v, bytes) else v) for k, v in value.items())
+
+
+def desired_build(cfg, sources=None):
+    """Build for ``cfg``: from cfg.source (a host directory) or the shipped ``sources``."""
+    try:
+        if cfg.source:
+            if not os.path.isdir(cfg.source):
+                raise EngineError("source: %s is not a directory" % cfg.source)
+            data = build.read_sources(cfg.source)
+            source_dir = cfg.source
+        elif sources is not None:
+            data = sources_from_option(sources)
+            tag = hashlib.sha256(b"".join(k.encode() + b"\0" + data[k] + b"\0" for k in sorted(data)))
+            source_dir = os.path.join(cfg.build_dir, "src", tag.hexdigest()[:16])
+        else:
+            raise EngineError("no data-plane source: run the module through its action plugin "
+                              "(netfleet.xdp_lb.xdp_lb) or set source to a directory holding %s and %s"
+                              % (build.SOURCE, build.HEADER))
+        compiler = build.compiler_version(cfg.clang)
+    except build.BuildError as exc:
+        raise EngineError(str(exc))
+    digest = build.build_hash(data, cfg.defines(), compiler)
+    return Build(digest, build.object_path(cfg.build_dir, digest), source_dir, data, compiler)
+
+
+def compile_build(cfg, b):
+    """Write shipped sources (if any) and compile; returns the object path."""
+    try:
+        if not cfg.source and b.sources is not None:
+            os.makedirs(b.source_dir, 0o755) if not os.path.isdir(b.source_dir) else None
+            for name, data in b.sources.items():
+                path = os.path.join(b.source_dir, name)
+                if not os.path.exists(path) or open(path, "rb").read() != data:
+                    with open(path + ".tmp", "wb") as f:
+                        f.write(data)
+                    os.rename(path + ".tmp", path)
+        if b.obj and os.path.exists(b.obj):
+            return b.obj
+        obj, digest, _cached = build.compile_object(b.source_dir, cfg.build_dir, cfg.defines(),
+                                                    clang=cfg.clang, compiler=b.compiler)
+    except build.BuildError as exc:
+        raise EngineError(str(exc))
+    b.digest, b.obj = digest, obj
+    return obj
+
+
+def verifier_message(exc, b):
+    lines = list(getattr(exc, "log", None) or [])
+    text = "the kernel rejected the data plane (%s, build %s): %s" % (
+        os.path.join(b.source_dir or "?", build.SOURCE), _short(b.digest), exc)
+    if lines:
+        text += "\nverifier log (last lines):\n" + "\n".join(lines)
+    return text
+
+
+# ---- pinned program ---------------------------------------------------------------
+
+def pinned_program(pin_dir):
+    """{'fd', 'id', 'tag'} of the pinned program, or None."""
+    path = os.path.join(pin_dir, PROG_PIN)
+    if not os.path.exists(path):
+        return None
+    try:
+        fd = bpf.obj_get(path)
+    except bpf.BPFError:
+        return None
+    info = bpf.fd_info(fd)
+    return {"fd": fd, "id": int(info.get("prog_id", 0)), "tag": info.get("prog_tag")}
+
+
+def prog_info(fd):
+    info = bpf.fd_info(fd)
+    return {"fd": fd, "id": int(info.get("prog_id", 0)), "tag": info.get("prog_tag")}
+
+
+def pin_program(fd, pin_dir):
+    """Pin ``fd`` at <pin_dir>/prog, replacing atomically (pin beside, rename over)."""
+    path = os.path.join(pin_dir, PROG_PIN)
+    tmp = path + "_new"   # bpffs refuses names with dots
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+    bpf.obj_pin(fd, tmp)
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        # bpffs without rename support: unlink + pin (the attachment holds the program meanwhile)
+        os.unlink(tmp)
+        if os.path.exists(path):
+            os.unlink(path)
+        bpf.obj_pin(fd, path)
+
+
+def remove_pins(pin_dir):
+    """Unlink every pin in ``pin_dir`` and the directory; True if anything was there."""
+    if not os.path.isdir(pin_dir):
+        return False
+    for name in os.listdir(pin_dir):
+        path = os.path.join(pin_dir, name)
+        if os.path.isdir(path):
+            remove_pins(path)
+        else:
+            os.unlink(path)
+    os.rmdir(pin_dir)
+    return True
+
+
+def _close(fd):
+    if fd is not None and fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+# ---- descriptions (diff, results, info) --------------------------------------------
+
+def describe_tables(t, weights=None):
+    """Services and backends as the maps hold them (weights from the state file if known)."""
+    weights = weights or {}
+    backends = t.active_backends()
+    out = []
+    for skey in sorted(t.services):
+        sid, slot, sched = t.service_entry(skey)
+        items = []
+        for bid in sorted(backends):
+            service_id, address, port, active = backends[bid]
+            if service_id != sid or not active:
+                continue
+            items.append({"address": address, "port": port, "id": bid,
+                          "weight": weights.get(maps.backend_key_str(skey, address, port))})
+        out.append({"service": skey, "id": sid, "scheduler": maps.SCHED_NAMES.get(sched, str(sched)),
+                    "ring": maps.ring_digest(t.rings.get(sid)), "backends": items})
+    return out
+
+
+def describe_config(cfg, sids, bids, rings):
+    out = []
+    for svc in sorted(cfg.services, key=lambda s: s.key):
+        items = []
+        for b in sorted(svc.backends, key=lambda b: bids[maps.backend_key_str(svc.key, b.address, b.port)]):
+            items.append({"address": b.address, "port": b.port, "weight": b.weight,
+                          "id": bids[maps.backend_key_str(svc.key, b.address, b.port)]})
+        out.append({"service": svc.key, "id": sids[svc.key], "scheduler": svc.scheduler,
+                    "ring": maps.ring_digest(rings.get(svc.key)), "backends": items})
+    return out
+
+
+def weights_of(prev):
+    out = {}
+    for s in ((prev or {}).get("config") or {}).get("services", []):
+        skey = maps.service_key_str(s["vip"], s["port"], s["protocol"])
+        for b in s.get("backends", []):
+            out[maps.backend_key_str(skey, b["address"], b.get("port", 0))] = b.get("weight")
+    return out
+
+
+# ---- the engine -------------------------------------------------------------------
+
+class Engine:
+    """One run for one instance.  ``result`` collects what the module returns."""
+
+    def __init__(self, cfg, check_mode=False, sources=None, build_override=None, want_diff=True):
+        self.cfg = cfg
+        self.check = check_mode
+        self.sources = sources
+        self.build_override = build_override   # restore: Build from the state file
+        self.want_diff = want_diff
+        self.warnings = []
+        self.changes = []
+
+    # -- entry --
+    def run(self):
+        cfg = self.cfg
+        if cfg.state == "absent":
+            prev = state.load(cfg.state_file)
+            ns = cfg.netns or (prev or {}).get("netns")
+            with netlink.in_netns(ns):
+                return self._absent(prev)
+        with netlink.in_netns(cfg.netns):
+            return self._present()
+
+    # -- present --
+    def _present(self):
+        cfg = self.cfg
+        netlink.need_pyroute2()
+        check_bpffs(cfg.pin_dir)
+        with netlink.IPRoute() as ipr:
+            ifindex = {}
+            for field, names in (("interfaces", cfg.interfaces), ("redirect_interfaces", cfg.redirect_interfaces)):
+                for i, name in enumerate(names):
+                    idx = netlink.link_index(ipr, name)
+                    if idx is None:
+                        where = " in network namespace %s" % cfg.netns if cfg.netns else ""
+                        raise EngineError("%s[%d]: interface %s not found%s" % (field, i, name, where))
+                    ifindex[name] = idx
+            b = self.build_override or desired_build(cfg, self.sources)
+            with state.Lock(cfg.state_dir, cfg.name, create=not self.check):
+                prev = state.load(cfg.state_file)
+                pinned = pinned_program(cfg.pin_dir)
+                mapset = maps.MapSet(cfg.pin_dir)
+                try:
+                    return self._present_locked(ipr, ifindex, b, prev, pinned, mapset)
+                finally:
+                    mapset.close()
+                    _close(pinned["fd"] if pinned else None)
+
+    def _snat(self, ipr, prev):
+        """NAT source per family in use: configured, else what the kernel would use."""
+        cfg = self.cfg
+        out = {4: None, 6: None}
+        if cfg.mode != "nat":
+            return out
+        for fam in cfg.families():
+            value = getattr(cfg, "nat_source_ipv%d" % fam)
+            if value is None:
+                svc = [s for s in cfg.services if s.family == fam][0]
+                first = svc.backends[0].address
+                value = netlink.source_address(ipr, first)
+                if value is None:
+                    raise EngineError("nat_source_ipv%d: cannot detect the source address towards %s "
+                                      "(services[%d].backends[0]): no route; add a route or set "
+                                      "nat_source_ipv%d" % (fam, first, cfg.services.index(svc), fam))
+            out[fam] = value
+        return out
+
+    def _neighbours(self, ipr):
+        """DSR: (address, ifindex, ifname) of every backend; backends must be on-link."""
+        cfg = self.cfg
+        out = []
+        if cfg.mode != "dsr":
+            return out
+        for i, svc in enumerate(cfg.services):
+            for j, bk in enumerate(svc.backends):
+                route = netlink.route_to(ipr, bk.address)
+                path = "services[%d].backends[%d].address" % (i, j)
+                if route is None or not route.get("oif"):
+                    raise EngineError("%s: %s has no route; dsr needs backends on a directly connected "
+                                      "network" % (path, bk.address))
+                if route.get("gateway"):
+                    raise EngineError("%s: %s is reached via gateway %s; dsr rewrites only the MAC "
+                                      "address, so backends must be on a directly connected network"
+                                      % (path, bk.address, route["gateway"]))
+                if route.get("type") not in (None, 1):   # RTN_UNICAST
+                    raise EngineError("%s: %s is a local or special address (route type %s), not a backend"
+                                      % (path, bk.address, route.get("type")))
+                item = (bk.address, route["oif"], netlink.link_name(ipr, route["oif"]))
+                if item not in out:
+                    out.append(item)
+        return out
+
+    def _present_locked(self, ipr, ifindex, b, prev, pinned, mapset):
+        cfg = self.cfg
+        sizes = cfg.defines()
+        prev = prev or {}
+        prev_prog_id = (prev.get("program") or {}).get("id")
+        ours = set(i for i in (pinned["id"] if pinned else None, prev_prog_id) if i)
+
+        # what is attached where
+        attached = dict((name, netlink.xdp_query(ipr, ifindex[name])) for name in cfg.interfaces)
+        for name, a in attached.items():
+            if a["prog_id"] and a["prog_id"] not in ours:
+                raise EngineError("interface %s already has an XDP program (id %d, %s) that instance %s does "
+                                  "not manage; detach it first (ip link set dev %s xdp off) or pick another "
+                                  "interface" % (name, a["prog_id"], a["mode"], cfg.name, name))
+        dropped = []
+        for name in sorted((prev.get("interfaces") or {})):
+            if name in cfg.interfaces:
+                continue
+            idx = netlink.link_index(ipr, name)
+            if idx is None:
+                continue
+            a = netlink.xdp_query(ipr, idx)
+            if a["prog_id"] and a["prog_id"] in ours:
+                dropped.append((name, idx, a))
+
+        # maps: reuse, or recreate if the build changes their shape
+        resize = mapset.shape_mismatch(sizes) if mapset.any_exists() else []
+        if resize:
+            self.warnings.append("map sizes change (%s): the maps are recreated, conntrack and counters "
+                                 "start empty" % ", ".join(resize))
+        live = Tables() if resize or not mapset.exists() else \
+            maps.read_tables(mapset, cfg.ring_size, cfg.max_backends)
+        snat = self._snat(ipr, prev)
+        tx = [ifindex[n] for n in cfg.redirect_interfaces]
+        try:
+            sids, bids = maps.assign_ids(cfg.services, live, prev.get("ids"), cfg.max_services, cfg.max_backends)
+        except maps.MapError as exc:
+            raise EngineError(str(exc))
+        rings = dict((s.key, maps.service_ring(s, bids, cfg.ring_size)) for s in cfg.services)
+        want = maps.desired_tables(cfg, sids, bids, live, snat[4], snat[6], tx, rings)
+        ops = maps.plan(live, want, cfg.ring_size)
+
+        # program
+        prev_hash = (prev.get("build") or {}).get("hash")
+        need_load = bool(pinned is None or prev_hash != b.digest or resize or not mapset.exists())
+        attach = []
+        for name in cfg.interfaces:
+            a = attached[name]
+            if need_load or a["prog_id"] != pinned["id"] or a["mode"] != cfg.attach_mode:
+                attach.append(name)
+
+        # DSR neighbours
+        neigh_want = self._neighbours(ipr)
+        neigh_add = []
+        for address, idx, ifname in neigh_want:
+            n = netlink.neighbour(ipr, address, idx)
+            if n is None or not (n["managed"] or n["nud"] & (netlink.NUD_PERMANENT | netlink.NUD_NOARP)):
+                neigh_add.append((address, idx, ifname))
+        neigh_drop = []
+        for address, ifname in prev.get("neighbours") or []:
+            if any(address == w[0] and ifname == w[2] for w in neigh_want):
+                continue
+            idx = netlink.link_index(ipr, ifname)
+            if idx is None:
+                continue
+            n = netlink.neighbour(ipr, address, idx)
+            if n and n["managed"]:
+                neigh_drop.append((address, idx, ifname))
+
+        # the record
+        def record(program):
+            return {
+                "version": state.STATE_VERSION,
+                "name": cfg.name,
+                "netns": cfg.netns,
+                "config": cfg.to_dict(),
+                "build": {"hash": b.digest, "object": b.obj, "source_dir": b.source_dir,
+                          "defines": sizes},
+                "program": program,
+                "ids": {"services": sids, "backends": bids},
+                "nat_source": {"ipv4": snat[4], "ipv6": snat[6]},
+                "neighbours": [[a, n] for a, _i, n in neigh_want],
+                "interfaces": dict((n, {"mode": cfg.attach_mode}) for n in cfg.interfaces),
+            }
+
+        program_now = {"id": pinned["id"], "tag": pinned["tag"]} if pinned else None
+        if not need_load and prev != record(program_now):
+            self.changes.append("state file %s" % cfg.state_file)
+        if need_load:
+            self.changes.append("load program build %s%s" % (
+                _short(b.digest), " (maps recreated: %s)" % ", ".join(resize) if resize else ""))
+        for name in attach:
+            a = attached[name]
+            self.changes.append("%s %s (%s)" % ("replace program on" if a["prog_id"] else "attach to", name,
+                                               cfg.attach_mode))
+        for name, _idx, _a in dropped:
+            self.changes.append("detach from %s (no longer listed)" % name)
+        self.changes.extend(maps.summarize(ops))
+        for address, _idx, ifname in neigh_add:
+            self.changes.append("managed neighbour %s on %s" % (address, ifname))
+        for address, _idx, ifname in neigh_drop:
+            self.changes.append("remove managed neighbour %s on %s" % (address, ifname))
+        changed = bool(self.changes)
+
+        result = {
+            "changed": changed, "name": cfg.name, "state": "present", "mode": cfg.mode,
+            "pin_dir": cfg.pin_dir, "state_file": cfg.state_file, "netns": cfg.netns,
+            "nat_source_ipv4": snat[4], "nat_source_ipv6": snat[6],
+            "services": describe_config(cfg, sids, bids, rings),
+            "changes": self.changes,
+        }
+        if self.want_diff:
+            before = {"state": "absent"}
+            if prev or pinned or mapset.any_exists():
+                cfg_live = maps.decode_config(layout.LbConfig.from_buffer_copy(live.config)) if live.config else {}
+                before = {
+                    "state": "present",
+                    "mode": cfg_live.get("mode"),
+                    "program": {"build": _short(prev_hash), "id": pinned["id"] if pinned else None},
+                    "interfaces": dict((n, {"prog_id": a["prog_id"], "mode": a["mode"]})
+                                       for n, a in attached.items() if a["prog_id"]),
+                    "nat_source_ipv4": cfg_live.get("nat_source_ipv4"),
+                    "nat_source_ipv6": cfg_live.get("nat_source_ipv6"),
+                    "redirect_ports": [netlink.link_name(ipr, i) or i for _s, i in sorted(live.tx_ports.items())],
+                    "services": describe_tables(live, weights_of(prev)),
+                }
+                for name, _idx, a in dropped:
+                    before["interfaces"][name] = {"prog_id": a["prog_id"], "mode": a["mode"]}
+            after = {
+                "state": "present", "mode": cfg.mode,
+                "program": {"build": _short(b.digest),
+                            "id": "(new)" if need_load else pinned["id"]},
+                "interfaces": dict((n, {"prog_id": "(new)" if need_load else pinned["id"],
+                                        "mode": cfg.attach_mode}) for n in cfg.interfaces),
+                "nat_source_ipv4": snat[4], "nat_source_ipv6": snat[6],
+                "redirect_ports": list(cfg.redirect_interfaces),
+                "services": describe_config(cfg, sids, bids, rings),
+            }
+            result["diff"] = {"before": before, "after": after}
+
+        if self.check or not changed:
+            result.update(self._report(ipr, ifindex, pinned, mapset, b, need_load))
+            return result
+
+        # ---- apply ----
+        program = self._apply(ipr, ifindex, attached, dropped, b, pinned, mapset, ops, need_load, resize,
+                              live, want, neigh_add, neigh_drop)
+        state.save(cfg.state_file, record(program))
+        final = pinned_program(cfg.pin_dir)
+        try:
+            result.update(self._report(ipr, ifindex, final, maps.MapSet(cfg.pin_dir), b, need_load))
+        finally:
+            _close(final["fd"] if final else None)
+        if result.get("diff"):
+            result["diff"]["after"]["program"]["id"] = program["id"]
+            for n in cfg.interfaces:
+                result["diff"]["after"]["interfaces"][n]["prog_id"] = program["id"]
+        return result
+
+    def _report(self, ipr, ifindex, pinned, mapset, b, loaded):
+        ifaces = {}
+        for name in self.cfg.interfaces:
+            a = netlink.xdp_query(ipr, ifindex[name])
+            ifaces[name] = {"ifindex": ifindex[name], "prog_id": a["prog_id"], "mode": a["mode"]}
+        try:
+            map_ids = mapset.ids()
+        finally:
+            mapset.close()
+        return {
+            "interfaces": ifaces,
+            "program": {"id": pinned["id"] if pinned else None, "tag": pinned["tag"] if pinned else None,
+                        "build": b.digest, "object": b.obj, "source_dir": b.source_dir,
+                        "loaded": bool(loaded and not self.check)},
+            "maps": map_ids,
+            "warnings": self.warnings,
+        }
+
+    def _apply(self, ipr, ifindex, attached, dropped, b, pinned, mapset, ops, need_load, resize, live, want,
+               neigh_add, neigh_drop):
+        cfg = self.cfg
+        created_dirs = []
+        for d in (os.path.dirname(cfg.pin_dir), cfg.pin_dir):
+            if not os.path.isdir(d):
+                os.mkdir(d, 0o700)
+                created_dirs.append(d)
+        staging = os.path.join(cfg.pin_dir, STAGING) if resize else None
+        loaded = None
+        target = mapset
+        done = []
+        swapped = []        # (name, index) now running the new program
+        old_pin_replaced = False
+        new = None
+        try:
+            if need_load:
+                obj = compile_build(cfg, b)
+                if staging:
+                    remove_pins(staging)
+                    os.mkdir(staging, 0o700)
+                try:
+                    loaded = bpf.LoadedObject(obj, pin_root=staging or cfg.pin_dir)
+                except bpf.BPFError as exc:
+                    raise EngineError(verifier_message(exc, b))
+                new = prog_info(loaded.prog_fd)
+                if staging:
+                    target = maps.MapSet(staging)
+            else:
+                new = {"fd": pinned["fd"], "id": pinned["id"], "tag": pinned["tag"]}
+            if target is not mapset:
+                # fresh maps: the diff is against empty tables
+                ops = maps.plan(Tables(), want, cfg.ring_size)
+            try:
+                done = maps.apply(target, ops)
+            except (bpf.BPFError, OSError) as exc:
+                raise EngineError("writing the maps failed (previous content restored): %s" % exc)
+
+            if need_load:
+                pin_program(new["fd"], staging or cfg.pin_dir)
+                old_pin_replaced = True
+            for name in cfg.interfaces:
+                a = attached[name]
+                idx = ifindex[name]
+                if a["prog_id"] == new["id"] and a["mode"] == cfg.attach_mode:
+                    continue
+                if a["prog_id"] and a["mode"] != cfg.attach_mode:
+                    # native and generic cannot be mixed: this one change detaches first
+                    self.warnings.append("%s: attach mode changes from %s to %s; the interface is without "
+                                         "a program for a moment" % (name, a["mode"], cfg.attach_mode))
+                    old_fd = bpf.prog_fd_by_id(a["prog_id"])
+                    try:
+                        netlink.xdp_detach(ipr, name, idx, a["mode"], old_fd)
+                        swapped.append((name, idx, a, "detached"))
+                        netlink.xdp_attach(ipr, name, idx, new["fd"], cfg.attach_mode)
+                        swapped[-1] = (name, idx, a, "attached")
+                    finally:
+                        _close(old_fd)
+                elif a["prog_id"]:
+                    old_fd = bpf.prog_fd_by_id(a["prog_id"])
+                    try:
+                        netlink.xdp_attach(ipr, name, idx, new["fd"], cfg.attach_mode, expected_fd=old_fd)
+                    finally:
+                        _close(old_fd)
+                    swapped.append((name, idx, a, "replaced"))
+                else:
+                    netlink.xdp_attach(ipr, name, idx, new["fd"], cfg.attach_mode)
+                    swapped.append((name, idx, a, "attached"))
+            if staging:
+                for name in os.listdir(staging):
+                    os.rename(os.path.join(staging, name), os.path.join(cfg.pin_dir, name))
+                os.rmdir(staging)
+        except Exception as exc:
+            problems = self._rollback(ipr, swapped, pinned, new, target, done, old_pin_replaced)
+            if loaded:
+                loaded.close()
+            if staging:
+                try:
+                    remove_pins(staging)
+                except OSError:
+                    pass
+            for d in reversed(created_dirs):
+                try:
+                    remove_pins(d)
+                except OSError:
+                    pass
+            msg = str(exc) if isinstance(exc, (EngineError, netlink.NetError)) else "%s: %s" % (
+                type(exc).__name__, exc)
+            if problems:
+                msg += "\nrollback was incomplete: " + "; ".join(problems)
+            raise EngineError(msg)
+        finally:
+            if target is not mapset:
+                target.close()
+
+        # no longer listed interfaces, then DSR neighbours (after the program runs)
+        for name, idx, a in dropped:
+            fd = bpf.prog_fd_by_id(a["prog_id"])
+            try:
+                netlink.xdp_detach(ipr, name, idx, a["mode"], fd)
+            finally:
+                _close(fd)
+        for address, idx, ifname in neigh_add:
+            try:
+                netlink.set_managed_neighbour(ipr, address, idx)
+            except netlink.NetError as exc:
+                self.warnings.append("%s; dsr packets to it pass to the kernel until it is resolved" % exc)
+        for address, idx, ifname in neigh_drop:
+            netlink.delete_neighbour(ipr, address, idx)
+        program = {"id": new["id"], "tag": new["tag"]}
+        if loaded:
+            loaded.close()
+        return program
+
+    def _rollback(self, ipr, swapped, pinned, new, target, done, old_pin_replaced):
+        """Undo attachments (newest first), the program pin and the map writes."""
+        problems = []
+        for name, idx, a, how in reversed(swapped):
+            old_fd = None
+            try:
+                if a["prog_id"]:
+                    old_fd = bpf.prog_fd_by_id(a["prog_id"])
+                if how == "replaced":
+                    netlink.xdp_attach(ipr, name, idx, old_fd, a["mode"], expected_fd=new["fd"])
+                    continue
+                if how == "attached" and new:
+                    cur = netlink.xdp_query(ipr, idx)
+                    if cur["prog_id"] == new["id"]:
+                        netlink.xdp_detach(ipr, name, idx, cur["mode"], new["fd"])
+                if old_fd is not None:
+                    netlink.xdp_attach(ipr, name, idx, old_fd, a["mode"])
+            except (netlink.NetError, bpf.BPFError, OSError) as exc:
+                problems.append("%s: %s" % (name, exc))
+            finally:
+                _close(old_fd)
+        if old_pin_replaced:
+            try:
+                if pinned:
+                    pin_program(pinned["fd"], self.cfg.pin_dir)
+                else:
+                    os.unlink(os.path.join(self.cfg.pin_dir, PROG_PIN))
+            except (bpf.BPFError, OSError) as exc:
+                problems.append("program pin: %s" % exc)
+        problems.extend(maps.revert(target, done))
+        return problems
+
+    # -- absent --
+    def _absent(self, prev):
+        cfg = self.cfg
+        netlink.need_pyroute2()
+        prev = prev or {}
+        changes = []
+        with state.Lock(cfg.state_dir, cfg.name, create=not self.check and os.path.isdir(cfg.state_dir)):
+            # the pins are where the instance was installed, whatever this call's default is
+            pin_dir = (prev.get("config") or {}).get("pin_dir") or cfg.pin_dir
+            pinned = pinned_program(pin_dir)
+            ours = set(i for i in (pinned["id"] if pinned else None, (prev.get("program") or {}).get("id")) if i)
+            names = list(cfg.interfaces) + [n for n in sorted(prev.get("interfaces") or {}) if n not in cfg.interfaces]
+            detach = []
+            try:
+                with netlink.IPRoute() as ipr:
+                    for name in names:
+                        idx = netlink.link_index(ipr, name)
+                        if idx is None:
+                            continue
+                        a = netlink.xdp_query(ipr, idx)
+                        if a["prog_id"] and a["prog_id"] in ours:
+                            detach.append((name, idx, a))
+                            changes.append("detach from %s" % name)
+                        elif a["prog_id"]:
+                            self.warnings.append("%s has XDP program %d, not this instance's: left alone"
+                                                 % (name, a["prog_id"]))
+                    neigh = []
+                    for address, ifname in prev.get("neighbours") or []:
+                        idx = netlink.link_index(ipr, ifname)
+                        n = netlink.neighbour(ipr, address, idx) if idx is not None else None
+                        if n and n["managed"]:
+                            neigh.append((address, idx, ifname))
+                            changes.append("remove managed neighbour %s on %s" % (address, ifname))
+                    if os.path.isdir(pin_dir):
+                        changes.append("remove pins in %s" % pin_dir)
+                    if os.path.exists(cfg.state_file):
+                        changes.append("remove state file %s" % cfg.state_file)
+                    result = {"changed": bool(changes), "name": cfg.name, "state": "absent", "pin_dir": pin_dir,
+                              "state_file": cfg.state_file, "changes": changes, "warnings": self.warnings}
+                    if self.want_diff:
+                        result["diff"] = {
+                            "before": {"state": "present" if changes else "absent",
+                                       "interfaces": dict((n, {"prog_id": a["prog_id"], "mode": a["mode"]})
+                                                          for n, _i, a in detach),
+                                       "program": {"id": pinned["id"] if pinned else None}},
+                            "after": {"state": "absent"}}
+                    if self.check or not changes:
+                        return result
+                    for name, idx, a in detach:
+                        fd = bpf.prog_fd_by_id(a["prog_id"])
+                        try:
+                            netlink.xdp_detach(ipr, name, idx, a["mode"], fd)
+                        finally:
+                            _close(fd)
+                    for address, idx, ifname in neigh:
+                        netlink.delete_neighbour(ipr, address, idx)
+            finally:
+                _close(pinned["fd"] if pinned else None)
+            remove_pins(pin_dir)
+            state.remove(cfg.state_file)
+            return result
+
+
+def run(cfg, check_mode=False, sources=None, diff=True):
+    """Apply (or, in check mode, plan) ``cfg``; returns the module result dict."""
+    try:
+        return Engine(cfg, check_mode=check_mode, sources=sources, want_diff=diff).run()
+    except (netlink.NetError, state.StateError, maps.MapError, build.BuildError) as exc:
+        raise EngineError(str(exc))
+    except bpf.BPFError as exc:
+        raise EngineError(str(exc) + ("\n" + "\n".join(exc.log) if exc.log else ""))
+
+
+# ---- restore after boot -----------------------------------------------------------
+
+def restore(state_dir=model.DEFAULT_STATE_DIR, name=None, check_mode=False):
+    """Re-apply instance ``name`` (or every instance) from its state file.
+
+    Uses the recorded object (no compiler needed) or recompiles from the
+    recorded source dir if the object is gone.  Returns {name: result or
+    error message}.
+    """
+    names = [name] if name else state.instances(state_dir)
+    out = {}
+    for n in names:
+        path = state.state_path(state_dir, n)
+        try:
+            data = state.load(path)
+            if data is None:
+                raise EngineError("no state file %s" % path)
+            cfg = model.Config.from_dict(data["config"])
+            rec = data.get("build") or {}
+            obj = rec.get("object")
+            if obj and os.path.exists(obj):
+                b = Build(rec.get("hash"), obj, rec.get("source_dir"))
+            elif rec.get("source_dir") and os.path.isdir(rec["source_dir"]):
+                srcs = build.read_sources(rec["source_dir"])
+                try:
+                    compiler = build.compiler_version(cfg.clang)
+                except build.BuildError as exc:
+                    raise EngineError("%s (the compiled object %s is gone)" % (exc, obj))
+                digest = build.build_hash(srcs, cfg.defines(), compiler)
+                b = Build(digest, build.object_path(cfg.build_dir, digest), rec["source_dir"],
+                          None, compiler)
+            else:
+                raise EngineError("neither the object %s nor the source dir %s exists; run the playbook again"
+                                  % (obj, rec.get("source_dir")))
+            eng = Engine(cfg, check_mode=check_mode, build_override=b, want_diff=False)
+            out[n] = eng.run()
+        except (EngineError, model.ConfigError, state.StateError, netlink.NetError, maps.MapError,
+                build.BuildError, bpf.BPFError) as exc:
+            out[n] = {"failed": True, "msg": str(exc)}
+    return out
+
+
+# ---- info -------------------------------------------------------------------------
+
+def _sum(values):
+    return {"packets": sum(v.packets for v in values), "bytes": sum(v.bytes for v in values)}
+
+
+def _count_keys(m, limit=None):
+    return len(m.keys())
+
+
+def instance_info(data):
+    """Live view of one instance (from its state dict): attachments, services, counters."""
+    cfg = data.get("config") or {}
+    pin_dir = cfg.get("pin_dir")
+    out = {"name": data.get("name"), "netns": data.get("netns"), "mode": cfg.get("mode"),
+           "attach_mode": cfg.get("attach_mode"), "pin_dir": pin_dir,
+           "build": (data.get("build") or {}).get("hash"),
+           "interfaces": {}, "services": [], "stats": {}, "redirect_ports": [], "maps": {},
+           "conntrack": {}, "program": None}
+    pinned = pinned_program(pin_dir) if pin_dir else None
+    try:
+        if pinned:
+            out["program"] = {"id": pinned["id"], "tag": pinned["tag"], "pinned": True}
+        with netlink.in_netns(data.get("netns")):
+            with netlink.IPRoute() as ipr:
+                for name in cfg.get("interfaces") or []:
+                    idx = netlink.link_index(ipr, name)
+                    if idx is None:
+                        out["interfaces"][name] = {"ifindex": None, "prog_id": None, "mode": None,
+                                                   "ours": False, "tag": None}
+                        continue
+                    a = netlink.xdp_query(ipr, idx)
+                    tag = None
+                    if a["prog_id"]:
+                        try:
+                            fd = bpf.prog_fd_by_id(a["prog_id"])
+                            tag = bpf.fd_info(fd).get("prog_tag")
+                            _close(fd)
+                        except bpf.BPFError:
+                            pass
+                    out["interfaces"][name] = {"ifindex": idx, "prog_id": a["prog_id"] or None, "mode": a["mode"],
+                                               "tag": tag, "ours": bool(pinned and a["prog_id"] == pinned["id"])}
+                redirect = cfg.get("redirect_interfaces") or []
+                with maps.MapSet(pin_dir) as ms:
+                    if not ms.exists():
+                        return out
+                    out["maps"] = ms.ids()
+                    ring_size = cfg.get("ring_size") or layout.DEFAULT_SIZES["XDP_LB_RING_SIZE"]
+                    max_backends = cfg.get("max_backends") or layout.DEFAULT_SIZES["XDP_LB_MAX_BACKENDS"]
+                    t = maps.read_tables(ms, ring_size, max_backends)
+                    weights = weights_of(data)
+                    be_stats = ms.get("lb_be_stats")
+                    services = describe_tables(t, weights)
+                    for s in services:
+                        entry = t.service_entry(s["service"])
+                        s["ring_slot"] = entry[1]
+                        for bk in s["backends"]:
+                            counters = be_stats.lookup(layout.U32(bk["id"]))
+                            bk.update(_sum(counters or []))
+                    out["services"] = services
+                    stats = ms.get("lb_stats")
+                    for i, name in enumerate(layout.STATS):
+                        out["stats"][name] = _sum(stats.lookup(layout.U32(i)) or [])
+                    ports = ms.get("lb_port_stats")
+                    for slot, ifidx in sorted(t.tx_ports.items()):
+                        item = {"slot": slot, "ifindex": ifidx,
+                                "interface": netlink.link_name(ipr, ifidx) or
+                                (redirect[slot] if slot < len(redirect) else None)}
+                        item.update(_sum(ports.lookup(layout.U32(slot)) or []))
+                        out["redirect_ports"].append(item)
+                    out["conntrack"] = {"flows": _count_keys(ms.get("lb_ct")),
+                                        "nat_flows": _count_keys(ms.get("lb_nat_rev"))}
+                    if t.config:
+                        out["config"] = maps.decode_config(layout.LbConfig.from_buffer_copy(t.config))
+    finally:
+        _close(pinned["fd"] if pinned else None)
+    return out
+
+
+def info(state_dir=model.DEFAULT_STATE_DIR, name=None):
+    """[instance_info] for ``name`` or every instance with a state file."""
+    names = [name] if name else state.instances(state_dir)
+    out = []
+    for n in names:
+        try:
+            data = state.load(state.state_path(state_dir, n))
+        except state.StateError as exc:
+            out.append({"name": n, "error": str(exc)})
+            continue
+        if data is None:
+            if name:
+                out.append({"name": n, "error": "no state file %s" % state.state_path(state_dir, n)})
+            continue
+        try:
+            out.append(instance_info(data))
+        except (netlink.NetError, bpf.BPFError, OSError) as exc:
+            out.append({"name": n, "error": str(exc)})
+    return out
+

@@ -1,0 +1,539 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, netfleet.xdp_lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The control plane's view of the maps: read live content, compute the difference, apply it.
+
+Three layers, the first two pure:
+
+* ``Tables``: the content of lb_config, lb_services, lb_backends, the live
+  ring of each service and lb_tx_ports, as plain comparable values (struct
+  bytes, tuples).  ``read_tables`` fills one from pinned maps,
+  ``desired_tables`` from a validated Config plus stable ids.
+* ``plan``: the ordered operations that turn live into desired, in the
+  order docs/design.md sets (backends -> inactive rings -> services ->
+  removed services -> removed backends -> redirect ports -> config).
+* ``apply``: runs a plan on open maps; on any failure writes the previous
+  values back (newest first) and re-raises.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import ctypes as ct
+import hashlib
+import os
+import socket
+
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, layout, maglev
+
+PROTO_NAMES = dict((v, k) for k, v in layout.PROTOCOLS.items())
+SCHED_NAMES = dict((v, k) for k, v in layout.SCHEDULERS.items())
+MODE_NAMES = {layout.MODE_NONE: "none", layout.MODE_REDIRECT: "redirect", layout.MODE_NAT: "nat",
+              layout.MODE_DSR: "dsr"}
+ALGO_NAMES = dict((v, k) for k, v in layout.REDIRECT_ALGOS.items())
+
+# Maps whose size depends on build defines, and how.
+BPF_MAP_TYPES = {"lb_config": 2, "lb_services": 1, "lb_ring": 2, "lb_backends": 2, "lb_ct": 9,
+                 "lb_nat_rev": 9, "lb_stats": 6, "lb_be_stats": 6, "lb_port_stats": 6,
+                 "lb_tx_ports": 14, "lb_rr": 6}
+
+
+ARRAYS = ("lb_config", "lb_ring", "lb_backends")
+
+
+class MapError(Exception):
+    pass
+
+
+# ---- keys and structs -------------------------------------------------------------
+
+def service_key_str(vip, port, protocol):
+    host = vip if ":" not in vip else "[%s]" % vip
+    return "%s/%s:%d" % (protocol, host, port)
+
+
+def backend_key_str(service_key, address, port):
+    return "%s|%s:%d" % (service_key, address, port)
+
+
+def service_key_struct(svc):
+    addr, family = layout.pack_addr(svc.vip)
+    return layout.LbServiceKey(vip=addr, port=layout.htons(svc.port),
+                               proto=layout.PROTOCOLS[svc.protocol], family=family)
+
+
+def decode_service_key(key):
+    """LbServiceKey -> 'tcp/198.18.0.10:80' (None if not ours to read)."""
+    vip = layout.unpack_addr(key.vip, key.family)
+    return service_key_str(vip, layout.ntohs(key.port), PROTO_NAMES.get(key.proto, str(key.proto)))
+
+
+def backend_struct(backend, service_id, active=True):
+    addr, family = layout.pack_addr(backend.address)
+    return layout.LbBackend(addr=addr, port=layout.htons(backend.port) if backend.port else 0,
+                            family=family, flags=layout.BACKEND_ACTIVE if active else 0,
+                            service_id=service_id)
+
+
+def decode_backend(value):
+    """LbBackend -> (service_id, address, port (host order), active)."""
+    if value.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    return (value.service_id, layout.unpack_addr(value.addr, value.family), layout.ntohs(value.port),
+            bool(value.flags & layout.BACKEND_ACTIVE))
+
+
+def config_struct(mode, redirect_algorithm, redirect_count, port_min, port_max, snat_v4, snat_v6):
+    cfg = layout.LbConfig(mode=layout.MODES[mode], redirect_algo=layout.REDIRECT_ALGOS[redirect_algorithm],
+                          redirect_count=redirect_count, port_min=port_min, port_max=port_max)
+    flags = 0
+    if snat_v4:
+        cfg.snat_v4 = layout.pack_addr(snat_v4)[0][0]
+        flags |= layout.CFG_SNAT_V4
+    if snat_v6:
+        cfg.snat_v6 = layout.pack_addr(snat_v6)[0]
+        flags |= layout.CFG_SNAT_V6
+    cfg.flags = flags
+    return cfg
+
+
+def decode_config(value):
+    out = {"mode": MODE_NAMES.get(value.mode, str(value.mode)),
+           "redirect_algorithm": ALGO_NAMES.get(value.redirect_algo, str(value.redirect_algo)),
+           "redirect_count": value.redirect_count, "nat_port_min": value.port_min,
+           "nat_port_max": value.port_max, "nat_source_ipv4": None, "nat_source_ipv6": None}
+    if value.flags & layout.CFG_SNAT_V4:
+        out["nat_source_ipv4"] = layout.unpack_addr(layout.Addr(value.snat_v4, 0, 0, 0), socket.AF_INET)
+    if value.flags & layout.CFG_SNAT_V6:
+        out["nat_source_ipv6"] = layout.unpack_addr(value.snat_v6, socket.AF_INET6)
+    return out
+
+
+def ring_digest(ring):
+    """Short digest of a ring's content (for diff output)."""
+    if ring is None:
+        return None
+    h = hashlib.sha256(b"".join(int(v).to_bytes(4, "little") for v in ring))
+    return h.hexdigest()[:12]
+
+
+def expected_map_shapes(sizes):
+    """{map name: (type, key_size, value_size, max_entries)} for build ``sizes``."""
+    s = dict(layout.DEFAULT_SIZES)
+    s.update(sizes)
+    entries = {
+        "lb_config": 1, "lb_services": s["XDP_LB_MAX_SERVICES"],
+        "lb_ring": 2 * s["XDP_LB_MAX_SERVICES"] * s["XDP_LB_RING_SIZE"],
+        "lb_backends": s["XDP_LB_MAX_BACKENDS"], "lb_ct": s["XDP_LB_CT_SIZE"],
+        "lb_nat_rev": s["XDP_LB_CT_SIZE"], "lb_stats": layout.STATS.__len__(),
+        "lb_be_stats": s["XDP_LB_MAX_BACKENDS"], "lb_port_stats": s["XDP_LB_MAX_REDIRECT"],
+        "lb_tx_ports": s["XDP_LB_MAX_REDIRECT"], "lb_rr": 1,
+    }
+    out = {}
+    for name, (ktype, vtype, _percpu) in layout.MAPS.items():
+        out[name] = (BPF_MAP_TYPES[name], ct.sizeof(ktype), ct.sizeof(vtype), entries[name])
+    return out
+
+
+# ---- pinned maps ------------------------------------------------------------------
+
+class MapSet:
+    """The pinned maps of one instance, opened on demand."""
+
+    def __init__(self, pin_dir):
+        self.pin_dir = pin_dir
+        self._maps = {}
+
+    def path(self, name):
+        return os.path.join(self.pin_dir, name)
+
+    def exists(self, name=None):
+        names = [name] if name else list(layout.MAPS)
+        return all(os.path.exists(self.path(n)) for n in names)
+
+    def any_exists(self):
+        return any(os.path.exists(self.path(n)) for n in layout.MAPS)
+
+    def get(self, name):
+        m = self._maps.get(name)
+        if m is None:
+            ktype, vtype, percpu = layout.MAPS[name]
+            m = bpf.Map.pinned(self.path(name), ktype, vtype, percpu=percpu)
+            self._maps[name] = m
+        return m
+
+    def info(self, name):
+        """fdinfo of the pinned map: map_id, map_type, key_size, value_size, max_entries."""
+        fields = bpf.fd_info(self.get(name).fd)
+        return dict((k, int(fields[k])) for k in ("map_id", "map_type", "key_size", "value_size", "max_entries")
+                    if k in fields)
+
+    def shape_mismatch(self, sizes):
+        """Names of pinned maps whose shape differs from what ``sizes`` builds."""
+        want = expected_map_shapes(sizes)
+        bad = []
+        for name in layout.MAPS:
+            if not os.path.exists(self.path(name)):
+                continue
+            i = self.info(name)
+            have = (i.get("map_type"), i.get("key_size"), i.get("value_size"), i.get("max_entries"))
+            if have != want[name]:
+                bad.append(name)
+        return bad
+
+    def ids(self):
+        return dict((n, self.info(n).get("map_id")) for n in layout.MAPS if os.path.exists(self.path(n)))
+
+    def close(self):
+        for m in self._maps.values():
+            m.close()
+        self._maps = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---- tables -----------------------------------------------------------------------
+
+class Tables:
+    """Map content in comparable form.
+
+    config    bytes of LbConfig (None: never written)
+    services  {service key str: (key bytes, LbService bytes)}
+    backends  {id: LbBackend bytes}   (only entries with a family: written by us)
+    rings     {service id: tuple of backend ids}  (the live slot of each service)
+    tx_ports  {slot: ifindex}
+    """
+
+    def __init__(self, config=None, services=None, backends=None, rings=None, tx_ports=None):
+        self.config = config
+        self.services = services or {}
+        self.backends = backends or {}
+        self.rings = rings or {}
+        self.tx_ports = tx_ports or {}
+
+    def service_entry(self, skey):
+        """(id, ring_slot, sched) of a service, or None."""
+        item = self.services.get(skey)
+        if item is None:
+            return None
+        v = layout.LbService.from_buffer_copy(item[1])
+        return v.id, v.ring_slot, v.sched
+
+    def active_backends(self):
+        """{id: (service_id, address, port, active)} of the backends the map holds."""
+        out = {}
+        for bid, raw in self.backends.items():
+            d = decode_backend(layout.LbBackend.from_buffer_copy(raw))
+            if d is not None:
+                out[bid] = d
+        return out
+
+
+def read_tables(maps, ring_size, max_backends, max_redirect=None):
+    """Read the live content of an instance's maps (missing maps read as empty)."""
+    max_redirect = max_redirect or layout.DEFAULT_SIZES["XDP_LB_MAX_REDIRECT"]
+    t = Tables()
+    if not maps.exists():
+        return t
+    cfg = maps.get("lb_config").lookup(layout.U32(0))
+    if cfg is not None and bytes(cfg) != bytes(layout.LbConfig()):
+        t.config = bytes(cfg)
+    for key, value in maps.get("lb_services").items():
+        t.services[decode_service_key(key)] = (bytes(key), bytes(value))
+    for bid, value in enumerate(maps.get("lb_backends").lookup_batch(0, max_backends)):
+        if bid and value.family:
+            t.backends[bid] = bytes(value)
+    ring = maps.get("lb_ring")
+    for _skey, (_k, raw) in t.services.items():
+        svc = layout.LbService.from_buffer_copy(raw)
+        if svc.ring_slot > 1:
+            t.rings[svc.id] = None
+            continue
+        start = layout.ring_index(svc.id, svc.ring_slot, 0, ring_size)
+        t.rings[svc.id] = tuple(ring.lookup_batch(start, ring_size))
+    ports = maps.get("lb_tx_ports")
+    for slot in range(max_redirect):
+        v = ports.lookup(layout.U32(slot))
+        if v is not None:
+            t.tx_ports[slot] = int(v.value)
+    return t
+
+
+# ---- ids --------------------------------------------------------------------------
+
+def assign_ids(services, live, prev_ids, max_services, max_backends):
+    """Stable ids for services and backends.
+
+    ``services``: validated model.Service list.  ``live``: Tables read from
+    the maps (authoritative).  ``prev_ids``: {"services": {skey: id},
+    "backends": {bkey: id}} from the state file (used when the maps are new,
+    e.g. after a reboot, so ids and hence conntrack stay meaningful).
+    Ids in use by live entries are never handed to something else in the
+    same run: a removed backend's slot is cleared first and reused later.
+    """
+    prev_ids = prev_ids or {}
+    prev_s = prev_ids.get("services", {})
+    prev_b = prev_ids.get("backends", {})
+    live_backends = live.active_backends()
+
+    sids = {}
+    used = set()
+    for skey, _item in live.services.items():
+        used.add(live.service_entry(skey)[0])
+    wanted = [s.key for s in services]
+    for skey in wanted:
+        entry = live.service_entry(skey)
+        if entry is not None:
+            sids[skey] = entry[0]
+    for skey in wanted:
+        if skey in sids:
+            continue
+        pid = prev_s.get(skey)
+        if pid is not None and 0 <= pid < max_services and pid not in used and pid not in sids.values():
+            sids[skey] = pid
+            used.add(pid)
+    taken = set(sids.values()) | used
+    free = [i for i in range(max_services) if i not in taken]
+    spare = [i for i in range(max_services) if i in used and i not in sids.values()]
+    for skey in wanted:
+        if skey in sids:
+            continue
+        if free:
+            sids[skey] = free.pop(0)
+        elif spare:
+            # every id is held by a live service; take one being removed in this run
+            sids[skey] = spare.pop(0)
+        else:
+            raise MapError("no free service id (max_services %d)" % max_services)
+
+    bids = {}
+    live_index = {}
+    for bid, (sid, address, port, active) in live_backends.items():
+        if active:
+            live_index[(sid, address, port)] = bid
+    busy = set(bid for bid, d in live_backends.items() if d[3])
+    for svc in services:
+        sid = sids[svc.key]
+        for b in svc.backends:
+            bkey = backend_key_str(svc.key, b.address, b.port)
+            bid = live_index.get((sid, b.address, b.port))
+            if bid is not None:
+                bids[bkey] = bid
+    for svc in services:
+        for b in svc.backends:
+            bkey = backend_key_str(svc.key, b.address, b.port)
+            if bkey in bids:
+                continue
+            pid = prev_b.get(bkey)
+            if pid is not None and 0 < pid < max_backends and pid not in busy and pid not in bids.values():
+                bids[bkey] = pid
+    taken = busy | set(bids.values())
+    nxt = 1
+    for svc in services:
+        for b in svc.backends:
+            bkey = backend_key_str(svc.key, b.address, b.port)
+            if bkey in bids:
+                continue
+            while nxt in taken:
+                nxt += 1
+            if nxt >= max_backends:
+                raise MapError("no free backend id (max_backends %d; %d in use)" % (max_backends, len(taken)))
+            bids[bkey] = nxt
+            taken.add(nxt)
+    return sids, bids
+
+
+# ---- desired content --------------------------------------------------------------
+
+def service_ring(svc, backend_ids, ring_size):
+    items = [(b.key, b.weight, backend_ids[backend_key_str(svc.key, b.address, b.port)]) for b in svc.backends]
+    return tuple(maglev.build_table(svc.scheduler, items, ring_size))
+
+
+def desired_tables(cfg, sids, bids, live, snat_v4=None, snat_v6=None, tx_ifindexes=None, rings=None):
+    """Tables as they must be for ``cfg``.
+
+    The ring slot of an unchanged service stays; a service whose ring
+    changes gets the other slot (written in full before the flip).
+    ``rings``: precomputed {service key: ring} (else built here).
+    """
+    t = Tables()
+    tx_ifindexes = tx_ifindexes or []
+    t.config = bytes(config_struct(cfg.mode, cfg.redirect_algorithm, len(tx_ifindexes),
+                                   cfg.nat_port_min, cfg.nat_port_max,
+                                   snat_v4 if cfg.mode == "nat" else None,
+                                   snat_v6 if cfg.mode == "nat" else None))
+    for slot, ifindex in enumerate(tx_ifindexes):
+        t.tx_ports[slot] = ifindex
+    for svc in cfg.services:
+        sid = sids[svc.key]
+        ring = (rings or {}).get(svc.key) or service_ring(svc, bids, cfg.ring_size)
+        live_entry = live.service_entry(svc.key)
+        if live_entry is not None and live_entry[0] == sid and live_entry[1] in (0, 1):
+            slot = live_entry[1] if live.rings.get(sid) == ring else 1 - live_entry[1]
+        else:
+            slot = 0
+        key = service_key_struct(svc)
+        value = layout.LbService(id=sid, ring_slot=slot, sched=layout.SCHEDULERS[svc.scheduler], flags=0)
+        t.services[svc.key] = (bytes(key), bytes(value))
+        t.rings[sid] = ring
+        for b in svc.backends:
+            t.backends[bids[backend_key_str(svc.key, b.address, b.port)]] = bytes(backend_struct(b, sid))
+    return t
+
+
+# ---- plan -------------------------------------------------------------------------
+
+class Op:
+    """One map write.  kind: 'update', 'delete', 'ring' (batch write), 'clear' (per-CPU zero)."""
+
+    __slots__ = ("step", "map", "kind", "key", "new", "old", "note")
+
+    def __init__(self, step, map_name, kind, key, new=None, old=None, note=""):
+        self.step, self.map, self.kind, self.key = step, map_name, kind, key
+        self.new, self.old, self.note = new, old, note
+
+    def __repr__(self):
+        return "Op(%s %s %s %r%s)" % (self.step, self.kind, self.map, self.key,
+                                      (" " + self.note) if self.note else "")
+
+
+STEPS = ("backends", "rings", "services", "removed_services", "removed_backends", "tx_ports",
+         "config", "removed_tx_ports")
+
+
+def plan(live, want, ring_size):
+    """Ordered list of Op turning ``live`` into ``want`` (empty: nothing to do)."""
+    ops = []
+    live_b = live.backends
+    live_active = set(bid for bid, d in live.active_backends().items() if d[3])
+    # 1. backends, new or changed (a newly used id starts with zeroed counters)
+    for bid in sorted(want.backends):
+        if live_b.get(bid) != want.backends[bid]:
+            if bid not in live_active:
+                ops.append(Op("backends", "lb_be_stats", "clear", bid, note="new backend id"))
+            ops.append(Op("backends", "lb_backends", "update", bid, want.backends[bid], live_b.get(bid)))
+    # 2. rings: the inactive slot of a new or changed service, in full
+    for skey in sorted(want.services):
+        svc = layout.LbService.from_buffer_copy(want.services[skey][1])
+        entry = live.service_entry(skey)
+        if entry is not None and entry[:2] == (svc.id, svc.ring_slot) \
+                and live.rings.get(svc.id) == want.rings[svc.id]:
+            continue
+        ops.append(Op("rings", "lb_ring", "ring", (svc.id, svc.ring_slot), want.rings[svc.id],
+                      note="%s slot %d" % (skey, svc.ring_slot)))
+    # 3. services: new, flipped or changed, one update each
+    for skey in sorted(want.services):
+        key, raw = want.services[skey]
+        live_item = live.services.get(skey)
+        if live_item is None or live_item[1] != raw:
+            ops.append(Op("services", "lb_services", "update", key, raw,
+                          live_item[1] if live_item else None, note=skey))
+    # 4. removed services
+    for skey in sorted(live.services):
+        if skey not in want.services:
+            key, raw = live.services[skey]
+            ops.append(Op("removed_services", "lb_services", "delete", key, None, raw, note=skey))
+    # 5. removed backends: slot cleared (flags 0), id free for a later run
+    for bid in sorted(live_b):
+        if bid not in want.backends:
+            ops.append(Op("removed_backends", "lb_backends", "update", bid,
+                          bytes(layout.LbBackend()), live_b[bid]))
+    # 6. redirect ports in use, 7. config, 8. ports no longer used (after the count shrank)
+    for slot in sorted(want.tx_ports):
+        if live.tx_ports.get(slot) != want.tx_ports[slot]:
+            ops.append(Op("tx_ports", "lb_tx_ports", "update", slot, want.tx_ports[slot],
+                          live.tx_ports.get(slot)))
+    if live.config != want.config:
+        ops.append(Op("config", "lb_config", "update", 0, want.config, live.config))
+    for slot in sorted(live.tx_ports):
+        if slot not in want.tx_ports:
+            ops.append(Op("removed_tx_ports", "lb_tx_ports", "delete", slot, None, live.tx_ports[slot]))
+    order = dict((s, i) for i, s in enumerate(STEPS))
+    ops.sort(key=lambda op: order[op.step])   # stable: keeps the order within a step
+    return ops
+
+
+def summarize(ops):
+    """Human readable lines for a plan."""
+    counts = {}
+    for op in ops:
+        if op.kind == "clear":
+            continue
+        counts.setdefault((op.step, op.map), []).append(op)
+    lines = []
+    for step in STEPS:
+        for (s, name), items in sorted(counts.items()):
+            if s != step:
+                continue
+            notes = [op.note for op in items if op.note]
+            lines.append("%s: %s %d %s%s" % (name, step.replace("_", " "), len(items),
+                                            "entry" if len(items) == 1 else "entries",
+                                            (" (%s)" % ", ".join(notes[:8])) if notes else ""))
+    return lines
+
+
+# ---- apply ------------------------------------------------------------------------
+
+def _key(map_name, key):
+    ktype = layout.MAPS[map_name][0]
+    if isinstance(key, (bytes, bytearray)):
+        return ktype.from_buffer_copy(key)
+    return ktype(key)
+
+
+def _value(map_name, value):
+    vtype = layout.MAPS[map_name][1]
+    if isinstance(value, (bytes, bytearray)):
+        return vtype.from_buffer_copy(value)
+    return vtype(value)
+
+
+def _do(maps, op, value):
+    m = maps.get(op.map)
+    if op.kind == "ring":
+        sid, slot = op.key
+        ring = value
+        start = layout.ring_index(sid, slot, 0, len(ring))
+        m.update_batch(list(range(start, start + len(ring))), list(ring))
+    elif op.kind == "clear":
+        m.update(layout.U32(op.key), [layout.LbCounter()] * bpf.possible_cpus())
+    elif value is None and op.map in ARRAYS:
+        m.update(_key(op.map, op.key), layout.MAPS[op.map][1]())   # arrays cannot delete: zero it
+    elif value is None:
+        m.delete(_key(op.map, op.key))
+    else:
+        m.update(_key(op.map, op.key), _value(op.map, value))
+
+
+def apply(maps, ops):
+    """Run ``ops``; on failure restore what was changed (newest first) and re-raise.
+
+    Returns the list of ops done, for ``revert`` if a later step fails.
+    """
+    done = []
+    try:
+        for op in ops:
+            _do(maps, op, op.new)
+            done.append(op)
+    except Exception:
+        revert(maps, done)
+        raise
+    return done
+
+
+def revert(maps, done):
+    """Write back the previous values of ``done`` ops, newest first (best effort)."""
+    errors = []
+    for op in reversed(done):
+        if op.kind in ("ring", "clear"):
+            continue   # an inactive ring / unused counters: nothing reads them
+        try:
+            _do(maps, op, op.old)
+        except Exception as exc:   # keep restoring the rest
+            errors.append("%r: %s" % (op, exc))
+    return errors

@@ -1,0 +1,538 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, netfleet.xdp_lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: xdp_lb
+short_description: Run an XDP/eBPF layer-4 load balancer on Linux interfaces
+version_added: 0.1.0
+description:
+  - Builds the collection's XDP data plane with clang, loads it with its maps pinned in bpffs,
+    attaches it to one or more interfaces and keeps its tables (services, backends, Maglev rings,
+    redirect ports, NAT settings) in the state the task describes.
+  - Three modes. C(redirect) sends every IP frame unchanged out of one of O(redirect_interfaces).
+    C(nat) rewrites client to VIP traffic into NAT-source to backend traffic and translates the
+    replies back. C(dsr) (direct server return) only rewrites the destination MAC address; backends
+    answer clients directly.
+  - Idempotent. A rerun compares the build hash, the program attached to every interface and the
+    live map content with the task, and changes nothing if they match.
+  - Upgrades never leave an interface without a program. The new program shares the pinned maps
+    (connection tracking and counters survive), the maps are brought up to date, then the program
+    is swapped in atomically (C(XDP_FLAGS_REPLACE) with the expected old program).
+  - Nothing is half applied. Parameters are validated before the host is touched. If a step fails
+    after the first write, the previous map content and program come back and the task fails.
+  - Concurrent runs for one instance are serialised with a lock file in O(state_dir).
+  - Must run through its action plugin (the normal case). The plugin ships the collection's
+    C(files/xdp_loadbalancer.c) and C(files/xdp_lb.h) to the host unless O(source) is set.
+author:
+  - netfleet.xdp_lb contributors
+extends_documentation_fragment:
+  - netfleet.xdp_lb.xdp_lb
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: full
+    details: Nothing is compiled, loaded or written; the result says what would change.
+  diff_mode:
+    support: full
+    details: C(before) is read from the live maps and attachments, C(after) is what the task asks for.
+  platform:
+    platforms: linux
+options:
+  interfaces:
+    description:
+      - Interfaces the program is attached to. One program and one set of maps serve all of them.
+      - In O(mode=nat) list both the client side and the backend side, so the backends' replies
+        are translated back.
+      - Required when O(state=present).
+    type: list
+    elements: str
+    aliases: [interface]
+  name:
+    description:
+      - Instance name. It names the state file, the lock file and the default O(pin_dir).
+      - Letters, digits, C(_) and C(-) only, because bpffs refuses names containing dots.
+      - Defaults to the first of O(interfaces), with other characters turned into C(_).
+    type: str
+  state:
+    description:
+      - V(present) builds, loads, attaches and configures the instance.
+      - V(absent) detaches the program from its interfaces, but only where the attached program is
+        this instance's. It also removes the pins, the managed neighbour entries and the state
+        file. The build cache stays.
+    type: str
+    choices: [present, absent]
+    default: present
+  mode:
+    description:
+      - V(redirect) forwards every IP frame unmodified to one of O(redirect_interfaces).
+      - V(nat) load-balances O(services) with source and destination NAT.
+      - V(dsr) load-balances O(services) by rewriting only the destination MAC. The backends must be
+        on a directly connected network and must hold the VIP on a local interface.
+    type: str
+    choices: [redirect, nat, dsr]
+    default: nat
+  attach_mode:
+    description:
+      - V(native) attaches in driver mode (fast).
+      - V(generic) attaches in the kernel's generic (skb) mode, which works on any interface.
+      - There is no silent fallback. If the driver cannot run XDP, the task fails and says to set
+        V(generic).
+      - A change of attach mode detaches the program briefly, because the kernel cannot hold
+        native and generic programs on one interface at the same time.
+    type: str
+    choices: [native, generic]
+    default: native
+  redirect_interfaces:
+    description:
+      - Egress interfaces for O(mode=redirect), in slot order. Other modes do not use them.
+      - Frames redirected into a veth are only delivered if the peer has an XDP program or GRO
+        enabled.
+    type: list
+    elements: str
+  redirect_algorithm:
+    description:
+      - How O(mode=redirect) picks the egress interface.
+      - V(flow_hash) hashes the 5-tuple, so a flow stays on one port.
+      - V(round_robin) rotates per packet, separately on each CPU.
+    type: str
+    choices: [round_robin, flow_hash]
+    default: flow_hash
+  services:
+    description:
+      - Virtual services for O(mode=nat) and O(mode=dsr). Each one is unique by O(services[].vip),
+        O(services[].port) and O(services[].protocol).
+      - The module validates the entries itself, so that errors name the exact path, for example
+        C(services[0].backends[1].weight).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      vip:
+        description: Virtual IP address (IPv4 or IPv6) the clients connect to.
+        type: str
+        required: true
+      port:
+        description: Service port, 1 to 65535.
+        type: int
+        required: true
+      protocol:
+        description: Transport protocol.
+        type: str
+        choices: [tcp, udp]
+        default: tcp
+      scheduler:
+        description:
+          - V(maglev) uses Maglev consistent hashing of the 5-tuple. When a backend leaves, only its
+            own share of flows moves.
+          - V(five_tuple) uses a weighted table indexed by the 5-tuple hash.
+          - V(ip_hash) uses the same table indexed by a hash of the source and destination
+            addresses, so a client sticks to one backend.
+        type: str
+        choices: [ip_hash, five_tuple, maglev]
+        default: maglev
+      backends:
+        description:
+          - The service's backends. O(mode=nat) and O(mode=dsr) need at least one.
+          - Same address family as O(services[].vip).
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          address:
+            description: Backend IP address.
+            type: str
+            required: true
+          weight:
+            description:
+              - Relative share of new flows, 0 to 1000.
+              - V(0) drains the backend. It gets no new flows, while flows it already has stay
+                with it.
+            type: int
+            default: 100
+          port:
+            description:
+              - Backend port (O(mode=nat) only). Defaults to the service port.
+              - Not allowed in O(mode=dsr), where backends receive the VIP's port unchanged.
+            type: int
+  nat_source_ipv4:
+    description:
+      - Source address the load balancer uses towards IPv4 backends in O(mode=nat).
+      - Detected when not set. It is the source address the kernel would use towards the first
+        IPv4 backend (a route lookup).
+    type: str
+  nat_source_ipv6:
+    description:
+      - Like O(nat_source_ipv4), for IPv6 backends.
+    type: str
+  nat_port_min:
+    description: Lowest source port of the NAT port pool.
+    type: int
+    default: 20000
+  nat_port_max:
+    description: Highest source port of the NAT port pool (inclusive).
+    type: int
+    default: 32767
+  ring_size:
+    description:
+      - Entries in each service's lookup table. Must be a prime greater than 100 times the largest
+        backend count of a service.
+      - Compile-time size. Changing it recreates the maps, so connection tracking and counters
+        start empty.
+    type: int
+    default: 65537
+  max_services:
+    description: Compile-time capacity of the services table. Changing it recreates the maps.
+    type: int
+    default: 32
+  max_backends:
+    description:
+      - Compile-time capacity of the backend table, summed over all services. Id 0 is reserved.
+      - Changing it recreates the maps.
+    type: int
+    default: 4096
+  conntrack_size:
+    description:
+      - Flows tracked in each direction (LRU), a compile-time size. Changing it recreates the maps.
+    type: int
+    default: 65536
+  debug:
+    description:
+      - Build with C(XDP_LB_DEBUG), which traces decisions with C(bpf_printk) to
+        C(/sys/kernel/tracing/trace_pipe). Slow; for troubleshooting only.
+    type: bool
+    default: false
+  clang:
+    description: The clang compiler to build with (name in C(PATH) or absolute path).
+    type: str
+    default: clang
+  netns:
+    description:
+      - Name of a network namespace under C(/var/run/netns) to work in.
+      - The module process enters it before any netlink or BPF work, so interface names and
+        redirect ifindexes resolve there. The state file and bpffs pins stay in the host's mount
+        namespace.
+    type: str
+  source:
+    description:
+      - Directory on the managed host that holds C(xdp_loadbalancer.c) and C(xdp_lb.h), to build
+        instead of the collection's copy.
+      - When it is not set, the action plugin reads the collection's C(files/) on the controller
+        and the module writes them to C(<build_dir>/src/<hash>/) before compiling.
+    type: path
+  pin_dir:
+    description:
+      - bpffs directory for the instance's pinned maps and program (C(prog)).
+      - Defaults to C(/sys/fs/bpf/xdp_lb/<name>).
+    type: path
+  build_dir:
+    description:
+      - Build cache. Objects are named after the SHA-256 of source, header, defines and compiler,
+        so the same input is never compiled twice.
+    type: path
+    default: /var/cache/netfleet-xdp-lb
+  _sources:
+    description:
+      - Internal. The action plugin sets it to the data-plane source files. Do not set it.
+    type: dict
+notes:
+  - After a reboot the pins and attachments are gone. Run C(python3 -m
+    ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli restore --all), which the
+    netfleet.xdp_lb.xdp_lb role installs as a systemd unit, to restore every instance from its state
+    file.
+  - In O(mode=nat), packets whose next hop is not resolved yet go to the kernel already rewritten.
+    The host must forward them (C(net.ipv4.ip_forward)), accept its own NAT source address as a
+    packet source (C(net.ipv4.conf.<if>.accept_local)) and have a loose or disabled C(rp_filter).
+    The netfleet.xdp_lb.xdp_lb role sets these sysctls.
+  - In O(mode=dsr), the module keeps each backend's neighbour entry "managed" (C(NTF_EXT_MANAGED),
+    Linux 5.16 and later), so the kernel keeps it resolved even without traffic. Without a
+    resolved neighbour, packets go to the kernel untouched. The module warns if it cannot create
+    such an entry. It leaves C(PERMANENT) and C(NOARP) entries alone.
+seealso:
+  - module: netfleet.xdp_lb.xdp_lb_info
+  - name: Design of netfleet.xdp_lb
+    description: Data-plane contract, map layout and apply order (docs/design.md in the collection).
+    link: https://example.invalid/netfleet/xdp_lb/docs/design.md
+'''
+
+EXAMPLES = r'''
+- name: NAT load balancer for a web service, on the client and the backend side
+  netfleet.xdp_lb.xdp_lb:
+    name: web
+    interfaces: [eth0, eth1]
+    mode: nat
+    services:
+      - vip: 198.18.0.10
+        port: 80
+        protocol: tcp
+        backends:
+          - address: 198.18.2.11
+          - address: 198.18.2.12
+            weight: 200
+          - address: 198.18.2.13
+            port: 8080
+
+- name: Drain one backend (existing flows stay, new ones go elsewhere)
+  netfleet.xdp_lb.xdp_lb:
+    name: web
+    interfaces: [eth0, eth1]
+    services:
+      - vip: 198.18.0.10
+        port: 80
+        backends:
+          - address: 198.18.2.11
+            weight: 0
+          - address: 198.18.2.12
+
+- name: Direct server return for DNS, IPv6, client addresses hashed
+  netfleet.xdp_lb.xdp_lb:
+    name: dns
+    interface: eth0
+    mode: dsr
+    services:
+      - vip: "fd00:18::53"
+        port: 53
+        protocol: udp
+        scheduler: ip_hash
+        backends:
+          - address: "fd00:18::1:1"
+          - address: "fd00:18::1:2"
+
+- name: Spread all traffic of eth0 over two uplinks, in generic mode
+  netfleet.xdp_lb.xdp_lb:
+    name: spread
+    interfaces: [eth0]
+    mode: redirect
+    attach_mode: generic
+    redirect_interfaces: [eth1, eth2]
+    redirect_algorithm: flow_hash
+
+- name: Preview a change
+  netfleet.xdp_lb.xdp_lb:
+    name: web
+    interfaces: [eth0, eth1]
+    services: "{{ web_services }}"
+  check_mode: true
+  diff: true
+
+- name: Build from a source tree on the host, inside a network namespace
+  netfleet.xdp_lb.xdp_lb:
+    name: lab
+    netns: lb1
+    interfaces: [veth0]
+    source: /opt/xdp_lb/src
+    services: "{{ lab_services }}"
+
+- name: Remove the load balancer
+  netfleet.xdp_lb.xdp_lb:
+    name: web
+    state: absent
+'''
+
+RETURN = r'''
+name:
+  description: Instance name.
+  returned: always
+  type: str
+  sample: web
+state:
+  description: The instance's state after the task.
+  returned: always
+  type: str
+  sample: present
+mode:
+  description: Load-balancing mode.
+  returned: when O(state=present)
+  type: str
+  sample: nat
+pin_dir:
+  description: bpffs directory of the instance's pins.
+  returned: always
+  type: str
+  sample: /sys/fs/bpf/xdp_lb/web
+state_file:
+  description: Path of the instance's state file.
+  returned: always
+  type: str
+  sample: /var/lib/netfleet-xdp-lb/web.json
+netns:
+  description: Network namespace the module worked in (null for the host's).
+  returned: when O(state=present)
+  type: str
+  sample: null
+changes:
+  description: What was (or, in check mode, would be) done, one line per step.
+  returned: always
+  type: list
+  elements: str
+  sample: ["load program build 4b1899b569df9d0d", "replace program on eth0 (native)",
+           "lb_backends: backends 1 entry"]
+interfaces:
+  description: Every interface of the instance with the program attached to it after the task.
+  returned: when O(state=present)
+  type: dict
+  sample: {"eth0": {"ifindex": 2, "prog_id": 280, "mode": "native"}}
+  contains:
+    ifindex:
+      description: Interface index (in O(netns) if set).
+      type: int
+    prog_id:
+      description: Id of the attached XDP program (0 if none).
+      type: int
+    mode:
+      description: Attach mode as the kernel reports it (V(native), V(generic)), null if none.
+      type: str
+program:
+  description: The instance's pinned program and build.
+  returned: when O(state=present)
+  type: dict
+  contains:
+    id:
+      description: Kernel id of the pinned program (null in check mode before the first run).
+      type: int
+      sample: 280
+    tag:
+      description: Program tag (hash of the instructions).
+      type: str
+      sample: 592db18b994f390f
+    build:
+      description: SHA-256 over source, header, defines and compiler version.
+      type: str
+    object:
+      description: Path of the compiled object in the build cache.
+      type: str
+      sample: /var/cache/netfleet-xdp-lb/xdp_lb-4b1899b569df9d0d.o
+    source_dir:
+      description: Directory the object was (or would be) built from.
+      type: str
+    loaded:
+      description: Whether this task loaded a new program.
+      type: bool
+maps:
+  description: Kernel ids of the pinned maps by name. An upgrade keeps them.
+  returned: when O(state=present)
+  type: dict
+  sample: {"lb_config": 313, "lb_ct": 315}
+services:
+  description: The configured services with their stable ids and their backends' ids.
+  returned: when O(state=present)
+  type: list
+  elements: dict
+  contains:
+    service:
+      description: C(protocol/vip:port).
+      type: str
+      sample: tcp/198.18.0.10:80
+    id:
+      description: Service id (index of its rings).
+      type: int
+    scheduler:
+      description: Scheduler name.
+      type: str
+    ring:
+      description: Short digest of the service's lookup table content.
+      type: str
+    backends:
+      description: Backends with C(address), C(port), C(weight) and the stable C(id).
+      type: list
+      elements: dict
+nat_source_ipv4:
+  description: NAT source address used for IPv4 backends (configured or detected), null if unused.
+  returned: when O(state=present)
+  type: str
+  sample: 198.18.2.1
+nat_source_ipv6:
+  description: NAT source address used for IPv6 backends, null if unused.
+  returned: when O(state=present)
+  type: str
+  sample: null
+diff:
+  description: Before and after (services, backends, mode, program, interfaces), in diff mode.
+  returned: when diff mode is on
+  type: dict
+  contains:
+    before:
+      description: What the host had before the task (C(state=absent) if nothing).
+      type: dict
+    after:
+      description: What the task asks for.
+      type: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, engine, model, netlink
+
+ARGUMENT_SPEC = dict(
+    interfaces=dict(type='list', elements='str', aliases=['interface']),
+    name=dict(type='str'),
+    state=dict(type='str', default='present', choices=['present', 'absent']),
+    mode=dict(type='str', default='nat', choices=['redirect', 'nat', 'dsr']),
+    attach_mode=dict(type='str', default='native', choices=['native', 'generic']),
+    redirect_interfaces=dict(type='list', elements='str'),
+    redirect_algorithm=dict(type='str', default='flow_hash', choices=['round_robin', 'flow_hash']),
+    services=dict(type='list', elements='dict', default=[]),
+    nat_source_ipv4=dict(type='str'),
+    nat_source_ipv6=dict(type='str'),
+    nat_port_min=dict(type='int', default=20000),
+    nat_port_max=dict(type='int', default=32767),
+    ring_size=dict(type='int', default=65537),
+    max_services=dict(type='int', default=32),
+    max_backends=dict(type='int', default=4096),
+    conntrack_size=dict(type='int', default=65536),
+    debug=dict(type='bool', default=False),
+    clang=dict(type='str', default='clang'),
+    netns=dict(type='str'),
+    source=dict(type='path'),
+    pin_dir=dict(type='path'),
+    state_dir=dict(type='path', default=model.DEFAULT_STATE_DIR),
+    build_dir=dict(type='path', default=model.DEFAULT_BUILD_DIR),
+    _sources=dict(type='dict'),
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        required_if=[('state', 'present', ('interfaces',))],
+        supports_check_mode=True,
+    )
+    if not netlink.HAS_PYROUTE2:
+        module.fail_json(msg=missing_required_lib('pyroute2 (python3-pyroute2)'),
+                         exception=str(netlink.PYROUTE2_IMPORT_ERROR))
+    if not bpf.HAS_BCC:
+        module.fail_json(msg=missing_required_lib('bcc (python3-bpfcc or python3-bcc)'),
+                         exception=str(bpf.BCC_IMPORT_ERROR))
+
+    params = dict((k, v) for k, v in module.params.items() if not k.startswith('_'))
+    try:
+        cfg = model.validate(params)
+    except model.ConfigError as exc:
+        module.fail_json(msg=str(exc), field=exc.path)
+
+    try:
+        result = engine.run(cfg, check_mode=module.check_mode, sources=module.params['_sources'],
+                            diff=module._diff)
+    except engine.EngineError as exc:
+        module.fail_json(msg=str(exc), name=cfg.name)
+    for warning in result.pop('warnings', []):
+        module.warn(warning)
+    if not module._diff:
+        result.pop('diff', None)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
