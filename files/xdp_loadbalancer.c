@@ -237,7 +237,10 @@ static __always_inline int parse_iphdr(struct hdr_cursor *nh, void *data_end,
 }
 
 /* IPv6 without extension headers (nexthdr must be TCP or UDP), hop limit
- * > 1, payload inside the frame.  Returns the L4 protocol or -1. */
+ * > 1, payload inside the frame.  Returns the L4 protocol or -1.  Telling
+ * an extension header from an upper-layer protocol needs a list; requiring
+ * TCP/UDP also keeps ICMPv6 (neighbour discovery) with the host in
+ * redirect mode, where IPv4 of any protocol is sent on. */
 static __always_inline int parse_ip6hdr(struct hdr_cursor *nh, void *data_end,
 					struct ipv6hdr **ip6hdr)
 {

@@ -226,7 +226,7 @@ class Lab:
     def set_tx_port(self, slot, dev):
         self.maps["lb_tx_ports"].update(layout.U32(slot), layout.U32(self.ifindex[dev]))
 
-    def reset(self, backends=range(0, 32)):
+    def reset(self, backends=range(0, 64)):
         """Empty state between tests: config, services, backends, flows, counters.
 
         Rings keep their content (rewriting them is the slow part): without
