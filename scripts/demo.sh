@@ -9,7 +9,7 @@
 # backend gets no request of a protocol/family.
 #
 #   DEMO_REQUESTS  requests per protocol and family (default 30)
-#   DEMO_KEEP=1    leave the lab up at the end (tear down: make lab-down or
+#   DEMO_KEEP=1    leave the lab up at the end (tear down with
 #                  ansible-playbook playbooks/lab-destroy.yml)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
