@@ -1,0 +1,397 @@
+#!/usr/bin/env python3
+"""Nanoseconds per packet of the data plane's paths, next to a MAC-swap XDP_TX.
+
+    make bench-dataplane        # = .venv/bin/python benchmarks/dataplane/run.py
+
+Runs as root in its own namespace (tests/dataplane/lab.py, tag "bench-<pid>")
+with BPF_PROG_TEST_RUN; nothing is attached to a device.  Three numbers per
+path:
+
+loop
+    A Python loop of repeat=1 test runs, minus the same loop over an
+    XDP_DROP program (benchmarks/dataplane/xdp_drop.c): the program's own
+    time, with the syscall and Python overhead taken out.  Median over
+    rounds; every run gets a fresh copy of the frame, so each path is the
+    path named.
+kernel/1
+    The kernel's own timer for those same repeat=1 runs (median), which
+    includes the timer's overhead (about the XDP_DROP figure).
+kernel/N
+    One test run with repeat=N: the kernel reuses the buffer, so from the
+    second iteration on the program sees its own output.  That is the path
+    named only where the output is again such a packet (redirect, dsr,
+    mac swap); for the nat paths it is mostly a "not a service" pass.
+"""
+import argparse
+import ctypes as ct
+import datetime
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(ROOT, ".collections"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "dataplane"))
+
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (  # noqa: E402
+    bpf, build, layout)
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.command import run  # noqa: E402
+
+import lab as L  # noqa: E402
+from frames import client_frame, frame  # noqa: E402
+
+FLOWS = 1024            # established flows cycled through by the "hit" paths
+PAYLOAD = b"x" * 10     # 64-byte IPv4/TCP frames
+
+
+def compile_tiny(name, build_dir):
+    """The comparison programs: same compiler and flags as build.py."""
+    out = os.path.join(build_dir, name + ".o")
+    run(["clang", "-O2", "-g", "-Wall", "-Werror", "-target", "bpf", "-I", L.FILES] +
+        ["-I%s" % d for d in build.system_include_dirs()] +
+        ["-c", os.path.join(HERE, name + ".c"), "-o", out])
+    return out
+
+
+# ---- scenarios: set the maps up, return (frames, ingress device) -------------------
+def _nat(lab, backends=4):
+    lab.configure(layout.MODE_NAT, port_min=1024, port_max=65535)
+    vip, _ = L.setup_service(lab, 4, "tcp", port=80, backends=L.BACKENDS4[:backends])
+    return vip
+
+
+_FLOW_CACHE = {}
+
+
+def _flows(vip, count, base_port=10000):
+    """``count`` distinct client flows to vip:80 (built once: scapy is slow)."""
+    key = (vip, count, base_port)
+    if key not in _FLOW_CACHE:
+        _FLOW_CACHE[key] = _build_flows(vip, count, base_port)
+    return _FLOW_CACHE[key]
+
+
+def _build_flows(vip, count, base_port):
+    clients = ["198.18.0.%d" % h for h in range(10, 18)]
+    return [client_frame(clients[i % len(clients)], vip, "tcp", base_port + i // len(clients), 80,
+                         payload=PAYLOAD) for i in range(count)]
+
+
+def scen_redirect(lab, packets):
+    lab.configure(layout.MODE_REDIRECT, redirect_algo=layout.REDIRECT_ALGOS["round_robin"],
+                  redirect_count=2)
+    lab.set_tx_port(0, "xlbdp1p")
+    lab.set_tx_port(1, "xlbdp2p")
+    return _cycle(_flows(L.VIP4, FLOWS), packets), "xlbdp0"
+
+
+def scen_nat_new(lab, packets):
+    vip = _nat(lab)
+    return _flows(vip, packets), "xlbdp0"          # every frame a new flow
+
+
+def scen_nat_hit(lab, packets):
+    vip = _nat(lab)
+    flows = _flows(vip, FLOWS)
+    for f in flows:
+        assert lab.run(f)[0] == L.XDP_REDIRECT
+    return _cycle(flows, packets), "xlbdp0"
+
+
+def scen_nat_reply(lab, packets):
+    vip = _nat(lab)
+    replies = []
+    for f in _flows(vip, FLOWS):
+        action, out = lab.run(f)
+        assert action == L.XDP_REDIRECT
+        be, nat_port = _addr4(out[30:34]), int.from_bytes(out[34:36], "big")
+        replies.append(frame(be, L.SNAT4, "tcp", 80, nat_port, smac=L.NEIGH[be][1],
+                             dmac=L.MAC["xlbdp1"], payload=PAYLOAD))
+    return _cycle(replies, packets), "xlbdp1"
+
+
+def scen_dsr_hit(lab, packets):
+    lab.configure(layout.MODE_DSR)
+    vip, _ = L.setup_service(lab, 4, "tcp", port=80, backends=L.BACKENDS4[:4])
+    flows = _flows(vip, FLOWS)
+    for f in flows:
+        assert lab.run(f)[0] == L.XDP_REDIRECT
+    return _cycle(flows, packets), "xlbdp0"
+
+
+def scen_plain(lab, packets):
+    return _cycle(_flows(L.VIP4, FLOWS), packets), "xlbdp0"
+
+
+def _cycle(frames, count):
+    return [frames[i % len(frames)] for i in range(count)]
+
+
+def _addr4(raw):
+    return ".".join(str(b) for b in raw)
+
+
+# ---- kernel repeat: frames whose output is again the same path ---------------------
+def cycle_nat_hit(lab):
+    """Two conntrack entries that translate into each other: A -> B -> A ...
+
+    Flow A (snat:p1 -> V1:80) goes to backend V2 as snat:p2 -> V2:80, which
+    is flow B, whose backend is V1 with port p1: every repeat is a genuine
+    conntrack hit (V1, V2 are neighbours on xlbdp1)."""
+    lab.configure(layout.MODE_NAT, port_min=1024, port_max=65535)
+    v1, v2 = L.BACKENDS4[0], L.BACKENDS4[1]
+    lab.set_backend(1, v2, 0)
+    lab.set_backend(2, v1, 1)
+    lab.add_service(v1, 80, "tcp", 0)
+    lab.fill_ring(0, [1])
+    lab.add_service(v2, 80, "tcp", 1)
+    lab.fill_ring(1, [2])
+    p1, p2 = 20001, 20002
+    for src_port, vip, bid, nat_port in ((p1, v1, 1, p2), (p2, v2, 2, p1)):
+        lab.maps["lb_ct"].update(L.flow_key(L.SNAT4, vip, src_port, 80, "tcp"),
+                                 layout.LbCtEntry(backend_id=bid, nat_port=layout.htons(nat_port)))
+    return frame(L.SNAT4, v1, "tcp", p1, 80, smac="02:00:00:00:00:10", dmac=L.MAC["xlbdp0"],
+                 payload=PAYLOAD)
+
+
+def cycle_nat_reply(lab):
+    """Two reply entries that translate into each other.  The NAT address is
+    a neighbour here (198.18.1.12), so the translated reply, addressed to
+    it, is itself a reply with a resolvable next hop."""
+    snat = L.BACKENDS4[2]
+    cfg = lab.configure(layout.MODE_NAT, port_min=1024, port_max=65535)
+    cfg.snat_v4 = layout.pack_addr(snat)[0][0]
+    lab.maps["lb_config"].update(layout.U32(0), cfg)
+    x, y = L.BACKENDS4[0], L.BACKENDS4[1]
+    a, b, c, d = 8080, 30001, 80, 30002
+    for src, sport, dport, client_port, vip, vip_port in ((x, a, b, d, y, c), (y, c, d, b, x, a)):
+        lab.maps["lb_nat_rev"].update(
+            L.flow_key(src, snat, sport, dport, "tcp"),
+            layout.LbNatEntry(client=layout.pack_addr(snat)[0], vip=layout.pack_addr(vip)[0],
+                              client_port=layout.htons(client_port),
+                              vip_port=layout.htons(vip_port), backend_id=1))
+    return frame(x, snat, "tcp", a, b, smac="02:00:00:00:01:10", dmac=L.MAC["xlbdp0"],
+                 payload=PAYLOAD)
+
+
+# label: (program, scenario, expected action, repeat=N frame (None: the first
+#         frame of the scenario), what repeat=N runs)
+SCENARIOS = [
+    ("XDP_DROP (loop baseline)", "drop", scen_plain, L.XDP_DROP, None, "same"),
+    ("MAC swap + XDP_TX (reference)", "macswap", scen_plain, L.XDP_TX, None, "same"),
+    ("redirect, round robin", "lb", scen_redirect, L.XDP_REDIRECT, None, "same"),
+    ("nat, new flow", "lb", scen_nat_new, L.XDP_REDIRECT, None,
+     "1st run: new flow, then its own output: a pass (not a service)"),
+    ("nat, conntrack hit", "lb", scen_nat_hit, L.XDP_REDIRECT, cycle_nat_hit,
+     "conntrack hits (two flows translating into each other)"),
+    ("nat, reply (reverse)", "lb", scen_nat_reply, L.XDP_REDIRECT, cycle_nat_reply,
+     "replies (two reply entries translating into each other)"),
+    ("dsr, conntrack hit", "lb", scen_dsr_hit, L.XDP_REDIRECT, None,
+     "same (dsr keeps the addresses)"),
+]
+
+
+class Runner:
+    """repeat=1 test runs with the buffers made once: bpf.test_run's own
+    allocations would add microseconds of noise to every call.  Same
+    structures as bpf.test_run (BPF_PROG_TEST_RUN through libbpf)."""
+
+    def __init__(self, ifindex, frame_len):
+        self.lib = bpf._libbpf()
+        self.out = ct.create_string_buffer(frame_len + 4096)
+        self.ctx = bpf.XdpMd(data=0, data_end=frame_len, ingress_ifindex=ifindex)
+        self.opts = bpf._TestRunOpts(sz=ct.sizeof(bpf._TestRunOpts), repeat=1,
+                                     data_out=ct.cast(self.out, ct.c_void_p),
+                                     ctx_in=ct.cast(ct.byref(self.ctx), ct.c_void_p),
+                                     ctx_size_in=ct.sizeof(self.ctx))
+
+    def loop(self, prog_fd, buffers):
+        """(elapsed ns, [kernel ns per run], {actions}) of one run per buffer."""
+        lib, opts, out_len = self.lib, self.opts, ct.sizeof(self.out)
+        ref = ct.byref(opts)
+        durations, actions = [], set()
+        start = time.perf_counter_ns()
+        for buf, size in buffers:
+            opts.data_in = buf
+            opts.data_size_in = size
+            opts.data_size_out = out_len
+            if lib.bpf_prog_test_run_opts(prog_fd, ref) < 0:
+                raise SystemExit("BPF_PROG_TEST_RUN failed")
+            durations.append(opts.duration)
+            actions.add(opts.retval)
+        return time.perf_counter_ns() - start, durations, actions
+
+
+def buffers_of(frames):
+    keep = [ct.create_string_buffer(f, len(f)) for f in frames]
+    return [(ct.cast(b, ct.c_void_p), ct.sizeof(b)) for b in keep], keep
+
+
+def measure(runner, prog_fd, drop_fd, frames, expect, chunk=500):
+    """Python-loop ns/packet over XDP_DROP's, and the kernel's repeat=1 timer.
+
+    The two programs alternate in chunks (and in which goes first), so both
+    see the same background load; the result is the median of the
+    per-chunk differences."""
+    buffers, _keep = buffers_of(frames)
+    diffs, kernel = [], []
+    for n, i in enumerate(range(0, len(buffers), chunk)):
+        part = buffers[i:i + chunk]
+        if n % 2:       # alternate which program goes first
+            elapsed, durations, actions = runner.loop(prog_fd, part)
+            base, _, _ = runner.loop(drop_fd, part)
+        else:
+            base, _, _ = runner.loop(drop_fd, part)
+            elapsed, durations, actions = runner.loop(prog_fd, part)
+        if actions != {expect}:
+            raise SystemExit("benchmark path broken: actions %s, expected %s"
+                             % (sorted(L.ACTIONS[a] for a in actions), L.ACTIONS[expect]))
+        diffs.append((elapsed - base) / len(part))
+        kernel.extend(durations)
+    return statistics.median(diffs), statistics.median(kernel)
+
+
+def machine_info():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/sys/net/core/bpf_jit_enable") as f:
+        jit = f.read().strip()
+    return [
+        ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("cpu", "%s, %d CPUs (benchmark pinned to one)" % (cpu, os.cpu_count())),
+        ("kernel", platform.release()),
+        ("bpf_jit_enable", jit),
+        ("compiler", build.compiler_version()),
+        ("python", platform.python_version()),
+    ]
+
+
+def kernel_repeat(lab, prog_fd, frame_, dev, repeat, times=7):
+    """(min, median) of ``times`` runs with the kernel's repeat."""
+    runs = [bpf.test_run(prog_fd, frame_, ingress_ifindex=lab.ifindex[dev], repeat=repeat)
+            for _ in range(times)]
+    if len({r[0] for r in runs}) != 1:
+        raise SystemExit("repeat run changed its action")
+    durations = [r[2] for r in runs]
+    return min(durations), statistics.median(durations)
+
+
+PARTS = [
+    ("parts_fib", "bpf_fib_lookup, IPv4, resolved neighbour"),
+    ("parts_service", "HASH lookup hit, lb_service_key (20 B key)"),
+    ("parts_ct", "LRU_HASH lookup hit, lb_flow (40 B key)"),
+]
+
+
+def measure_parts(lab, build_dir, repeat):
+    """[(what, min, median)] of the single steps (xdp_parts.c), kernel repeat."""
+    path = compile_tiny("xdp_parts", build_dir)
+    out = []
+    for prog, what in PARTS:
+        with bpf.LoadedObject(path, prog_name=prog) as obj:
+            svc = layout.LbServiceKey()
+            svc.vip[0] = 1
+            bpf.Map(obj.map_fd("parts_services"), layout.LbServiceKey, layout.LbService,
+                    owned=False).update(svc, layout.LbService())
+            flow = layout.LbFlow()
+            flow.src[0] = 1
+            bpf.Map(obj.map_fd("parts_flows"), layout.LbFlow, layout.LbCtEntry,
+                    owned=False).update(flow, layout.LbCtEntry())
+            frame_ = scen_plain(lab, 1)[0][0]
+            if bpf.test_run(obj.prog_fd, frame_, ingress_ifindex=lab.ifindex["xlbdp0"])[0] \
+                    != L.XDP_TX:
+                raise SystemExit("%s: the step did not succeed" % prog)
+            out.append((what,) + kernel_repeat(lab, obj.prog_fd, frame_, "xlbdp0", repeat))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--packets", type=int, default=20000, help="repeat=1 runs per round and path")
+    ap.add_argument("--repeat", type=int, default=1000000, help="kernel repeat count")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root (loads BPF programs, creates a namespace)")
+
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {max(cpus)})
+    build_dir = tempfile.mkdtemp(prefix="xlbdp-bench-")
+    lab = L.Lab("bench-%d" % os.getpid())
+    tiny = []
+    try:
+        obj = build.compile_object(L.FILES, build_dir, {})[0]
+        lab.start(obj)
+        tiny = [bpf.LoadedObject(compile_tiny("xdp_" + name, build_dir), prog_name="xdp_" + name)
+                for name in ("drop", "macswap")]
+        progs = {"lb": lab.prog_fd, "drop": tiny[0].prog_fd, "macswap": tiny[1].prog_fd}
+
+        loops = {label: [] for label, *_ in SCENARIOS}
+        for _ in range(args.rounds):
+            for label, prog, scen, expect, _cycle_fn, _meaning in SCENARIOS:
+                lab.reset()
+                frames, dev = scen(lab, args.packets)
+                runner = Runner(lab.ifindex[dev], max(len(f) for f in frames))
+                loops[label].append(measure(runner, progs[prog], progs["drop"], frames, expect))
+
+        rows = []
+        for label, prog, scen, expect, cycle_fn, meaning in SCENARIOS:
+            lab.reset()
+            if cycle_fn:
+                first, dev = cycle_fn(lab), "xlbdp0"
+            else:
+                frames, dev = scen(lab, 1)
+                first = frames[0]
+            if bpf.test_run(progs[prog], first, ingress_ifindex=lab.ifindex[dev])[0] != expect:
+                raise SystemExit("%s: repeat frame takes another path" % label)
+            kn_min, kn_med = kernel_repeat(lab, progs[prog], first, dev, args.repeat)
+            rows.append((label, statistics.median(x[0] for x in loops[label]),
+                         statistics.median(x[1] for x in loops[label]), kn_min, kn_med, meaning))
+        parts = measure_parts(lab, build_dir, args.repeat)
+    finally:
+        for t in tiny:
+            t.close()
+        lab.stop()
+        run(["rm", "-rf", build_dir], check=False)
+
+    print_report(rows, parts, args)
+
+
+def print_report(rows, parts, args):
+    print("Command: `make bench-dataplane` (= `.venv/bin/python benchmarks/dataplane/run.py "
+          "--rounds %d --packets %d --repeat %d`)\n" % (args.rounds, args.packets, args.repeat))
+    for key, value in machine_info():
+        print("- %s: %s" % (key, value))
+    print()
+    print("| path | loop, repeat=1, minus XDP_DROP (ns) | kernel timer, repeat=1 (ns) "
+          "| repeat=%d min / median (ns) | what repeat=%d runs |" % (args.repeat, args.repeat))
+    print("|---|---:|---:|---:|---|")
+    for label, lp, k1, kn_min, kn_med, meaning in rows:
+        print("| %s | %.0f | %.0f | %d / %d | %s |" % (label, lp, k1, kn_min, kn_med, meaning))
+    print()
+    print("Single steps of the conntrack-hit path (benchmarks/dataplane/xdp_parts.c), "
+          "repeat=%d, XDP_DROP's time included:\n" % args.repeat)
+    print("| step | min / median (ns) |")
+    print("|---|---:|")
+    for what, kn_min, kn_med in parts:
+        print("| %s | %d / %d |" % (what, kn_min, kn_med))
+    by = {r[0]: r for r in rows}
+    hit, swap = by["nat, conntrack hit"], by["MAC swap + XDP_TX (reference)"]
+    print()
+    for name, idx in (("loop, repeat=1", 1), ("kernel timer, repeat=1", 2),
+                      ("repeat, min", 3), ("repeat, median", 4)):
+        gap = hit[idx] - swap[idx]
+        print("- nat conntrack hit minus MAC swap (%s): %.0f ns: target <= 100 ns %s"
+              % (name, gap, "met" if gap <= 100 else "NOT met"))
+
+
+if __name__ == "__main__":
+    main()
