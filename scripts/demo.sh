@@ -115,14 +115,31 @@ changed=$(recap_changed site-2)
 [ "$changed" = 0 ] || die "second run reported changed=$changed (log: $LOG/site-2.log)"
 echo "second run: changed=0"
 
-say "boot-time restore: the command netfleet-xdp-lb-restore.service runs"
+say "boot-time restore: simulate a reboot, then run what netfleet-xdp-lb-restore.service runs"
+lb_ssh() {
+  ssh -i "$LAB/id_ed25519" -o BatchMode=yes -o KexAlgorithms=curve25519-sha256 \
+    -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=ERROR \
+    root@198.19.0.1 "$@"
+}
 unit=/etc/systemd/system/netfleet-xdp-lb-restore.service
 cmd=$(sed -n 's/^ExecStart=//p' "$unit")
 env_path=$(sed -n 's/^Environment=PYTHONPATH=//p' "$unit")
-echo "PYTHONPATH=$env_path $cmd"
-ssh -i "$LAB/id_ed25519" -o BatchMode=yes -o KexAlgorithms=curve25519-sha256 \
-  -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=ERROR \
-  root@198.19.0.1 "PYTHONPATH=$env_path $cmd" || die "restore command failed"
+# What a reboot loses: the attachments and the pinned maps (bpffs is empty).
+lb_ssh 'ip link set dev front0 xdp off && ip link set dev back0 xdp off && rm -rf /sys/fs/bpf/xdp_lb'
+echo "detached the program and removed its pins:"
+ip -n "${P}lb" -br link show front0
+if ip netns exec "${P}client" curl -s -m 2 "http://$VIP4/" >/dev/null; then
+  die "the VIP still answers with the program detached"
+fi
+echo "VIP down. Restore: PYTHONPATH=$env_path $cmd"
+lb_ssh "PYTHONPATH=$env_path $cmd" >"$LOG/restore.json" || { cat "$LOG/restore.json"; die "restore command failed"; }
+python3 - "$LOG/restore.json" <<'PY'
+import json, sys
+for name, r in json.load(open(sys.argv[1])).items():
+    ifs = ", ".join("%s %s prog %s" % (k, v.get("mode"), v.get("prog_id"))
+                    for k, v in sorted((r.get("interfaces") or {}).items()))
+    print("instance %s: changed=%s failed=%s; %s" % (name, r.get("changed"), r.get("failed", False), ifs))
+PY
 traffic || die "traffic after restore"
 
 say "remove: site.yml -e xdp_lb_state=absent"
