@@ -3,7 +3,7 @@
 
     make bench-dataplane        # = .venv/bin/python benchmarks/dataplane/run.py
 
-Runs as root in its own namespace (tests/dataplane/lab.py, tag "bench-<pid>")
+Runs as root in its own namespace (tests/dataplane/dplab.py, tag "bench-<pid>")
 with BPF_PROG_TEST_RUN; nothing is attached to a device.  Three numbers per
 path:
 
@@ -41,8 +41,8 @@ from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (  #
     bpf, build, layout)
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.command import run  # noqa: E402
 
-import lab as L  # noqa: E402
-from frames import client_frame, frame  # noqa: E402
+import dplab as L  # noqa: E402
+from dpframes import client_frame, frame  # noqa: E402
 
 FLOWS = 1024            # established flows cycled through by the "hit" paths
 PAYLOAD = b"x" * 10     # 64-byte IPv4/TCP frames

@@ -12,7 +12,7 @@
 #include "xdp_lb.h"
 
 #define AF_INET 2
-#define LAB_SRC 0xC6120101          /* 198.18.1.1 (lab.py: xlbdp1's address) */
+#define LAB_SRC 0xC6120101          /* 198.18.1.1 (dplab.py: xlbdp1's address) */
 #define LAB_DST 0xC612010A          /* 198.18.1.10 (a neighbour on xlbdp1) */
 
 struct {

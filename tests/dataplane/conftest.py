@@ -1,7 +1,7 @@
 """Session lab for the data-plane tests: one compiled object, one namespace.
 
 The pytest process runs inside the namespace for the whole session (see
-lab.py) and returns to its own namespace at the end, also on failure.
+dplab.py) and returns to its own namespace at the end, also on failure.
 """
 import os
 
@@ -9,7 +9,7 @@ import pytest
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import build
 
-from lab import FILES, Lab
+from dplab import FILES, Lab
 
 
 def _need_root():

@@ -6,8 +6,8 @@ import pytest
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, build, layout
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.command import run
 
-import lab as L
-from frames import client_frame
+import dplab as L
+from dpframes import client_frame
 
 MIB = 1024 * 1024
 

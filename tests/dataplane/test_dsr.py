@@ -3,8 +3,8 @@ import pytest
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import layout
 
-import lab as L
-from frames import assert_checksums, client_frame, frame
+import dplab as L
+from dpframes import assert_checksums, client_frame, frame
 
 
 @pytest.mark.parametrize("family", [4, 6])

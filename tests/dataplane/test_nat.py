@@ -3,8 +3,8 @@ import pytest
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import layout
 
-import lab as L
-from frames import assert_checksums, client_frame, frame
+import dplab as L
+from dpframes import assert_checksums, client_frame, frame
 
 FAMILIES = {4: (L.CLIENT4, L.BACKENDS4, L.SNAT4), 6: (L.CLIENT6, L.BACKENDS6, L.SNAT6)}
 

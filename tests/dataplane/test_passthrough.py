@@ -7,8 +7,8 @@ from scapy.packet import Raw
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import layout
 
-import lab as L
-from frames import client_frame
+import dplab as L
+from dpframes import client_frame
 
 C_MAC, LB_MAC = L.NEIGH[L.CLIENT4][1], L.MAC["xlbdp0"]
 ETH = Ether(src=C_MAC, dst=LB_MAC)

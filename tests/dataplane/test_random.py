@@ -9,9 +9,9 @@ import pytest
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import layout
 
-import lab as L
-import model as M
-from frames import frame as build_frame
+import dplab as L
+import dpmodel as M
+from dpframes import frame as build_frame
 
 SEED = 20260513
 CLIENTS4 = ["198.18.0.%d" % h for h in range(10, 20)] + ["198.18.4.%d" % h for h in (1, 2)]

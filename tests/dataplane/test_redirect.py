@@ -7,8 +7,8 @@ from scapy.layers.l2 import ARP, Ether
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import layout
 
-import lab as L
-from frames import client_frame
+import dplab as L
+from dpframes import client_frame
 
 PORTS = ["xlbdp0p", "xlbdp1p", "xlbdp2p"]
 

@@ -5,8 +5,8 @@ import pytest
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import layout
 
-import lab as L
-from frames import client_frame
+import dplab as L
+from dpframes import client_frame
 
 SIZE = layout.DEFAULT_SIZES["XDP_LB_RING_SIZE"]
 DST_MAC = {4: {L.NEIGH[a][1]: a for a in L.BACKENDS4},

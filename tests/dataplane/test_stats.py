@@ -1,8 +1,8 @@
 """Counters: one per verdict (packets and bytes), reasons next to them, per backend."""
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import layout
 
-import lab as L
-from frames import client_frame, frame
+import dplab as L
+from dpframes import client_frame, frame
 
 
 def test_every_verdict_and_reason_is_counted(lab):

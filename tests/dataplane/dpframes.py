@@ -4,7 +4,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-import lab as L
+import dplab as L
 
 PROTO_NUM = {"tcp": 6, "udp": 17}
 

@@ -11,7 +11,7 @@ import ipaddress
 import socket
 import struct
 
-import lab as L
+import dplab as L
 
 TCP, UDP = 6, 17
 AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
@@ -146,7 +146,7 @@ def same_frame(got, want, csum_offsets):
 
 # ---- the model ----------------------------------------------------------------------
 def fib(dst):
-    """Next hop in lab.py's namespace: ("send", dev, dmac) / ("no_neigh",) / ("fail",)."""
+    """Next hop in dplab.py's namespace: ("send", dev, dmac) / ("no_neigh",) / ("fail",)."""
     if dst in L.NEIGH:
         dev, mac = L.NEIGH[dst]
         return ("send", dev, mac)
