@@ -565,6 +565,7 @@ static __always_inline int lb_redirect(struct lb_packet *pkt, const struct lb_co
 
 	/* An empty slot (port removed under us) passes the frame. */
 	action = bpf_redirect_map(&lb_tx_ports, slot, XDP_PASS);
+	lb_debug("redirect: slot %u, action %d", slot, action);
 	if (action == XDP_REDIRECT)
 		count(&lb_port_stats, slot, pkt->len);
 	return verdict(pkt, action, NO_REASON);
@@ -765,6 +766,7 @@ int xdp_lb(struct xdp_md *ctx)
 	/* ---- act: dsr ---- */
 	if (cfg->mode == XDP_LB_MODE_DSR) {
 		if (!known) {
+			lb_debug("dsr: new flow to backend %u", be_id);
 			new_ct.backend_id = be_id;
 			bpf_map_update_elem(&lb_ct, &pkt.flow, &new_ct, BPF_ANY);
 		}
@@ -789,6 +791,7 @@ int xdp_lb(struct xdp_md *ctx)
 			lb_debug("no free nat port for service %u", svc->id);
 			return verdict(&pkt, XDP_DROP, XDP_LB_STAT_CT_FULL);
 		}
+		lb_debug("nat: new flow to backend %u, port %u", be_id, bpf_ntohs(nat_port));
 		new_ct.backend_id = be_id;
 		new_ct.nat_port = nat_port;
 		bpf_map_update_elem(&lb_ct, &pkt.flow, &new_ct, BPF_ANY);

@@ -271,6 +271,7 @@ def machine_info():
         ("bpf_jit_enable", jit),
         ("compiler", build.compiler_version()),
         ("python", platform.python_version()),
+        ("load average (1, 5, 15 min) at the end", "%.2f %.2f %.2f" % os.getloadavg()),
     ]
 
 
