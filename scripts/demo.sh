@@ -121,7 +121,8 @@ lb_ssh() {
     -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=ERROR \
     root@198.19.0.1 "$@"
 }
-unit=/etc/systemd/system/netfleet-xdp-lb-restore.service
+# The lab keeps the files a real host has under /etc in build/lab/host/.
+unit=$LAB/host/etc/systemd/system/netfleet-xdp-lb-restore.service
 cmd=$(sed -n 's/^ExecStart=//p' "$unit")
 env_path=$(sed -n 's/^Environment=PYTHONPATH=//p' "$unit")
 # What a reboot loses: the attachments and the pinned maps (bpffs is empty).

@@ -33,6 +33,8 @@
 #   LAB_MGMT_NET      first three octets of the management /24 (198.19.0)
 #   LAB_BACKENDS      number of backends, 1..9 (3)
 #   LAB_SSH_BACKENDS  1: backends get a management address and sshd too (0)
+#   LAB_DSR           1: backend servers also answer on addresses added
+#                     later (the VIPs on lo, for dsr mode) (0)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -41,6 +43,7 @@ DIR=${LAB_DIR:-$here/build/lab}
 MGMT=${LAB_MGMT_NET:-198.19.0}
 NBE=${LAB_BACKENDS:-3}
 SSH_BE=${LAB_SSH_BACKENDS:-0}
+DSR=${LAB_DSR:-0}
 
 case "$P" in
   *[!a-z0-9-]* | "") echo "LAB_PREFIX must be lower-case letters, digits and '-': $P" >&2; exit 2 ;;
@@ -157,16 +160,20 @@ http {
     uwsgi_temp_path $d/tmp/uwsgi;
     scgi_temp_path $d/tmp/scgi;
     server {
-        listen $v4:80;
-        listen [$v6]:80;
+        # Any address: in dsr mode requests arrive for the VIP (on lo).
+        listen 80;
+        listen [::]:80;
         default_type text/plain;
         return 200 "$be\n";
     }
 }
 EOF
   in_ns "${P}$be" nginx -e "$d/nginx-error.log" -p "$d" -c "$d/nginx.conf"
+  local bind=(--bind-interfaces --listen-address="$v4" --listen-address="$v6")
+  # dsr: also the VIPs, which role xdp_lb_backend adds to lo later.
+  [ "$DSR" = 1 ] && bind=(--bind-dynamic --interface=eth0 --interface=lo)
   in_ns "${P}$be" dnsmasq --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
-    --bind-interfaces --listen-address="$v4" --listen-address="$v6" --port=53 \
+    "${bind[@]}" --port=53 \
     --pid-file="$d/dnsmasq.pid" --log-facility="$d/dnsmasq.log" \
     --user=dnsmasq --group=nogroup \
     --txt-record="whoami.lab,$be" --host-record="whoami.lab,$v4,$v6"
