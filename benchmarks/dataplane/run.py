@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Nanoseconds per packet of the data plane's paths, next to a MAC-swap XDP_TX.
 
     make bench-dataplane        # = .venv/bin/python benchmarks/dataplane/run.py

@@ -184,7 +184,8 @@ class Model:
         self.rings = {}        # sid -> backend ids (position p -> ids[p % len])
         self.backends = {}     # id -> dict(addr, port, active, sid)
         self.ct = {}           # (src, dst, sport, dport, proto) -> (id, nat_port)
-        self.nat_rev = {}      # (be, snat, bport, nat_port, proto) -> (client, vip, cport, vport, id)
+        # (backend, snat, bport, nat_port, proto) -> (client, vip, cport, vport, id)
+        self.nat_rev = {}
         self.snat = {AF_INET: L.SNAT4, AF_INET6: L.SNAT6}
 
     # -- decisions -------------------------------------------------------------

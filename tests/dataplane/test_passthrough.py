@@ -3,7 +3,6 @@ import pytest
 from scapy.layers.inet import ICMP, IP, IPOption_NOP, IPOption_RR, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import ARP, Dot1Q, Ether
-from scapy.packet import Raw
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import layout
 
