@@ -63,11 +63,15 @@ def mount_of(path, mountinfo=MOUNTINFO):
 
 def check_bpffs(pin_dir):
     point, fstype = mount_of(pin_dir)
-    if fstype != "bpf":
-        raise EngineError(
-            "bpffs is not mounted at %s (pin_dir %s is on %s, a %s mount): mount it with "
-            "'mount -t bpf bpf %s' and make it permanent with the /etc/fstab line "
-            "'bpf %s bpf defaults 0 0'" % (BPFFS, pin_dir, point, fstype, BPFFS, BPFFS))
+    if fstype == "bpf":
+        return
+    how = ("mount it with 'mount -t bpf bpf %s' and make it permanent with the /etc/fstab line "
+           "'bpf %s bpf defaults 0 0'" % (BPFFS, BPFFS))
+    if pin_dir == BPFFS or pin_dir.startswith(BPFFS + "/"):
+        raise EngineError("bpffs is not mounted at %s (pin_dir %s is on %s, a %s mount): %s"
+                          % (BPFFS, pin_dir, point, fstype, how))
+    raise EngineError("pin_dir %s is not on bpffs (it is on %s, a %s mount): use a directory under %s, "
+                      "where bpffs is mounted (if it is not: %s)" % (pin_dir, point, fstype, BPFFS, how))
 
 
 def _short(digest):
