@@ -19,7 +19,7 @@ options:
     type: path
     default: /var/lib/netfleet-xdp-lb
 requirements:
-  - Linux with BPF, BTF and XDP (5.10 or later; managed neighbour entries for O(mode=dsr) need 5.16).
+  - Linux with BPF, BTF and XDP (5.10 or later; managed neighbour entries for dsr mode need 5.16).
   - root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for bpffs).
   - bpffs mounted at C(/sys/fs/bpf).
   - pyroute2 (Debian C(python3-pyroute2)), bcc's Python bindings (C(python3-bpfcc) / C(python3-bcc))

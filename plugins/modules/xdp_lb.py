@@ -30,7 +30,7 @@ description:
   - Must run through its action plugin (the normal case). The plugin ships the collection's
     C(files/xdp_loadbalancer.c) and C(files/xdp_lb.h) to the host unless O(source) is set.
 author:
-  - netfleet.xdp_lb contributors
+  - netfleet.xdp_lb contributors (@netfleet)
 extends_documentation_fragment:
   - netfleet.xdp_lb.xdp_lb
   - ansible.builtin.action_common_attributes

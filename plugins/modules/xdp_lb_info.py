@@ -21,7 +21,7 @@ description:
     and per redirect port.
   - Read only. It changes nothing and behaves the same in check mode.
 author:
-  - netfleet.xdp_lb contributors
+  - netfleet.xdp_lb contributors (@netfleet)
 extends_documentation_fragment:
   - netfleet.xdp_lb.xdp_lb
   - ansible.builtin.action_common_attributes

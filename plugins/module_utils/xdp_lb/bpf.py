@@ -272,7 +272,7 @@ def fd_info(fd):
     info = {}
     with open("/proc/self/fdinfo/%d" % fd) as f:
         for line in f:
-            key, _, value = line.partition(":")
+            key, dummy, value = line.partition(":")
             info[key.strip()] = value.strip()
     return info
 
@@ -283,7 +283,7 @@ def possible_cpus():
         spec = f.read().strip()
     count = 0
     for part in spec.split(","):
-        lo, _, hi = part.partition("-")
+        lo, dummy, hi = part.partition("-")
         count += (int(hi) if hi else int(lo)) - int(lo) + 1
     return count
 

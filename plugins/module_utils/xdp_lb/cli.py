@@ -6,11 +6,17 @@
     python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli restore --all
     python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli restore web
     python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli status [web]
+    python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli metrics --out FILE
+
 
 (with PYTHONPATH holding the ansible_collections tree; the xdp_lb role
-installs one and a systemd unit running ``restore --all``).  Output is JSON
-on stdout; the exit status is 0 if every instance is fine, 1 if any failed,
-2 on usage errors.
+installs one and a systemd unit running ``restore --all``, and with
+xdp_lb_metrics_enabled a timer running ``metrics --out``).  restore and
+status print JSON on stdout; metrics writes the counters ``status`` reads in
+Prometheus text format (metrics.py) to FILE, atomically, or to stdout with
+``--out -``.  The exit status is 0 if every instance is fine, 1 if any
+failed (metrics still writes the file, with ``xdp_lb_up 0`` for it), 2 on
+usage errors.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,9 +24,10 @@ __metaclass__ = type
 
 import argparse
 import json
+import os
 import sys
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import engine, model
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import engine, metrics, model
 
 
 def _parser():
@@ -35,6 +42,10 @@ def _parser():
     r.add_argument("--check", action="store_true", help="only report what would change")
     s = sub.add_parser("status", help="attachments, services and counters (JSON)")
     s.add_argument("name", nargs="?", help="only this instance")
+    m = sub.add_parser("metrics", help="counters in Prometheus text format (node_exporter textfile collector)")
+    m.add_argument("name", nargs="?", help="only this instance")
+    m.add_argument("--out", required=True, metavar="FILE",
+                   help="file to write (atomically: temporary file + rename), '-' for stdout")
     return p
 
 
@@ -54,18 +65,33 @@ def main(argv=None):
             return 2
         results = engine.restore(args.state_dir, None if args.all else args.name, check_mode=args.check)
         out = dict((n, _brief(r)) for n, r in results.items())
-        print(json.dumps(out, indent=2, sort_keys=True, default=str))
+        sys.stdout.write(json.dumps(out, indent=2, sort_keys=True, default=str) + "\n")
         failed = [n for n, r in results.items() if r.get("failed")]
         for n in failed:
             sys.stderr.write("xdp-lb restore %s: %s\n" % (n, results[n].get("msg")))
         return 1 if failed else 0
     if args.command == "status":
         instances = engine.info(args.state_dir, args.name)
-        print(json.dumps(instances, indent=2, sort_keys=True, default=str))
+        sys.stdout.write(json.dumps(instances, indent=2, sort_keys=True, default=str) + "\n")
+        return 1 if any("error" in i for i in instances) else 0
+    if args.command == "metrics":
+        instances = engine.info(args.state_dir, args.name)
+        text = metrics.render(instances)
+        if args.out == "-":
+            sys.stdout.write(text)
+        else:
+            if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+                sys.stderr.write("metrics: --out %s: directory %s does not exist\n"
+                                 % (args.out, os.path.dirname(os.path.abspath(args.out))))
+                return 2
+            metrics.write_atomic(args.out, text)
+        for i in instances:
+            if "error" in i:
+                sys.stderr.write("xdp-lb metrics %s: %s\n" % (i.get("name"), i["error"]))
         return 1 if any("error" in i for i in instances) else 0
     parser.print_help(sys.stderr)
     return 2
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -280,7 +280,7 @@ class Engine:
         cfg = self.cfg
         netlink.need_pyroute2()
         check_bpffs(cfg.pin_dir)
-        with netlink.IPRoute() as ipr:
+        with netlink.iproute() as ipr:
             ifindex = {}
             for field, names in (("interfaces", cfg.interfaces), ("redirect_interfaces", cfg.redirect_interfaces)):
                 for i, name in enumerate(names):
@@ -437,8 +437,8 @@ class Engine:
                 _short(b.digest), " (maps recreated: %s)" % ", ".join(resize) if resize else ""))
         for name in attach:
             a = attached[name]
-            self.changes.append("%s %s (%s)" % ("replace program on" if a["prog_id"] else "attach to", name,
-                                               cfg.attach_mode))
+            verb = "replace program on" if a["prog_id"] else "attach to"
+            self.changes.append("%s %s (%s)" % (verb, name, cfg.attach_mode))
         for name, _idx, _a in dropped:
             self.changes.append("detach from %s (no longer listed)" % name)
         self.changes.extend(maps.summarize(ops))
@@ -681,7 +681,7 @@ class Engine:
             names = list(cfg.interfaces) + [n for n in sorted(prev.get("interfaces") or {}) if n not in cfg.interfaces]
             detach = []
             try:
-                with netlink.IPRoute() as ipr:
+                with netlink.iproute() as ipr:
                     for name in names:
                         idx = netlink.link_index(ipr, name)
                         if idx is None:
@@ -806,7 +806,7 @@ def instance_info(data):
         if pinned:
             out["program"] = {"id": pinned["id"], "tag": pinned["tag"], "pinned": True}
         with netlink.in_netns(data.get("netns")):
-            with netlink.IPRoute() as ipr:
+            with netlink.iproute() as ipr:
                 for name in cfg.get("interfaces") or []:
                     idx = netlink.link_index(ipr, name)
                     if idx is None:
@@ -880,4 +880,3 @@ def info(state_dir=model.DEFAULT_STATE_DIR, name=None):
         except (netlink.NetError, bpf.BPFError, OSError) as exc:
             out.append({"name": n, "error": str(exc)})
     return out
-

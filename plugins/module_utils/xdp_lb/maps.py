@@ -471,9 +471,9 @@ def summarize(ops):
             if s != step:
                 continue
             notes = [op.note for op in items if op.note]
-            lines.append("%s: %s %d %s%s" % (name, step.replace("_", " "), len(items),
-                                            "entry" if len(items) == 1 else "entries",
-                                            (" (%s)" % ", ".join(notes[:8])) if notes else ""))
+            noun = "entry" if len(items) == 1 else "entries"
+            detail = " (%s)" % ", ".join(notes[:8]) if notes else ""
+            lines.append("%s: %s %d %s%s" % (name, step.replace("_", " "), len(items), noun, detail))
     return lines
 
 

@@ -66,6 +66,12 @@ class NetError(Exception):
     """A netlink operation failed; the message says which and why."""
 
 
+def iproute():
+    """A new IPRoute socket (use as a context manager), in the current network namespace."""
+    need_pyroute2()
+    return IPRoute()
+
+
 def need_pyroute2():
     if not HAS_PYROUTE2:
         raise NetError("pyroute2 is missing (install python3-pyroute2 or pip install pyroute2): %s"
