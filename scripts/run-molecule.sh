@@ -21,8 +21,6 @@ cd "$here"
 export PATH="$here/.venv/bin:$PATH"
 export NO_COLOR=1 PY_COLORS=0 ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 OUT=$here/build/molecule
-# SSH control masters of this run live here, so they can be closed at the end.
-export ANSIBLE_SSH_CONTROL_PATH_DIR=$OUT/cp
 SCENARIOS=${MOLECULE_SCENARIOS:-default fleet}
 
 [ "$(id -u)" = 0 ] || { echo "run-molecule: run as root (network namespaces, XDP)" >&2; exit 1; }
@@ -36,11 +34,11 @@ lab_down() {
 
 close_ssh_masters() {
   local sock
-  for sock in "$OUT"/cp/*; do
+  for sock in "$CP_DIR"/*; do
     [ -S "$sock" ] || continue
     ssh -o ControlPath="$sock" -O exit lab-host >/dev/null 2>&1 || true
-    rm -f "$sock"
   done
+  rm -rf "$CP_DIR"
 }
 
 # The BPF objects a scenario recorded (verify.yml) must be gone once its lab
@@ -63,7 +61,7 @@ leftovers() {
   [ -z "$x" ] || { echo "leftover namespaces: $x"; bad=1; }
   x=$(ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E '^(xlbm-|xlbf-)' || true)
   [ -z "$x" ] || { echo "leftover links: $x"; bad=1; }
-  x=$(pgrep -af "$OUT/" || true)
+  x=$(pgrep -af "$OUT/|$CP_DIR" || true)
   [ -z "$x" ] || { echo "leftover processes:"; echo "$x"; bad=1; }
   # Programs and maps are freed asynchronously after their last reference.
   for i in $(seq 1 50); do
@@ -96,7 +94,11 @@ cleanup() {
   exit "$rc"
 }
 
-mkdir -p "$OUT/cp"
+mkdir -p "$OUT"
+# SSH control masters of this run live in a directory of their own (short:
+# socket paths are limited to 107 bytes), so they can be closed at the end.
+CP_DIR=$(mktemp -d /tmp/xlbm-cp.XXXXXX)
+export ANSIBLE_SSH_CONTROL_PATH_DIR=$CP_DIR
 rm -f "$OUT"/*.bpf-ids
 # Compile once per run (the scenarios share this cache, as hosts could).
 rm -rf "$OUT/build-cache"
@@ -107,24 +109,40 @@ trap 'exit 130' INT TERM
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 
 # Runs `molecule test -s NAME`, logs everything to $OUT/NAME.log, shows the
-# actions, recaps and failures, and times every action.
+# actions, recaps and failures, times every action and names the slowest
+# tasks of the long ones (wall time of a task over all hosts).
 run_scenario() {
-  local name=$1 log=$OUT/$1.log start t0 line action rc
+  local name=$1 log=$OUT/$1.log start rc
   start=$EPOCHREALTIME
   echo "== molecule test -s $name (log: $log)"
+  rm -f "$OUT/$name.times" "$OUT/$name.tasks"
   set +e
   molecule test -s "$name" 2>&1 | tee "$log" | {
-    t0=$EPOCHREALTIME
+    local t0=$EPOCHREALTIME line action task="" tt=0
+    end_task() {
+      [ -n "$task" ] && echo "$(since "$tt") $task" >>"$OUT/$name.tasks"
+      task=""
+    }
     while IFS= read -r line; do
+      case $line in
+        "TASK ["*) end_task; task=${line#TASK \[}; task=${task%%\]*}; tt=$EPOCHREALTIME ;;
+        "PLAY "*) end_task ;;
+      esac
       case $line in
         *"[$name > "*"] Executing"*)
           t0=$EPOCHREALTIME
           action=${line#*"[$name > "}; action=${action%%]*}
+          rm -f "$OUT/$name.tasks"
           echo "-- $action" ;;
         *"[$name > "*"] Executed"*)
+          end_task
           action=${line#*"[$name > "}; action=${action%%]*}
           echo "   $action: ${line##*Executed: } ($(since "$t0") s)"
-          echo "$name $action $(since "$t0")" >>"$OUT/$name.times" ;;
+          echo "$name $action $(since "$t0")" >>"$OUT/$name.times"
+          if [ -s "$OUT/$name.tasks" ] && [ "$(since "$t0" | cut -d. -f1)" -ge 20 ]; then
+            echo "   slowest tasks (s):"
+            sort -rn "$OUT/$name.tasks" | head -n 5 | sed 's/^/     /'
+          fi ;;
         "PLAY RECAP"*) echo "   $line" ;;
         *" : ok="*) echo "   $line" ;;
         "fatal:"* | "failed:"* | *"[ERROR]"* | "CRITICAL"* | "ERROR"*) echo "   $line" ;;
@@ -136,7 +154,7 @@ run_scenario() {
   set -e
   report+=("$(printf '%-8s total %6s: %s' "$name" "$(since "$start")" \
     "$(awk '{printf "%s %s  ", $2, $3}' "$OUT/$name.times" 2>/dev/null)")")
-  rm -f "$OUT/$name.times"
+  rm -f "$OUT/$name.times" "$OUT/$name.tasks"
   if [ "$rc" != 0 ]; then
     echo "molecule test -s $name failed (exit $rc); last lines of $log:" >&2
     tail -n 60 "$log" >&2

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -16,6 +16,7 @@ Every lab backend ``beN`` answers with its name; its addresses are
 """
 
 from __future__ import absolute_import, division, print_function
+__metaclass__ = type
 
 import argparse
 import json
