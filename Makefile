@@ -6,8 +6,8 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: deps demo test test-unit test-dataplane test-integration test-molecule \
-        sanity lint bench-dataplane clean
+.PHONY: deps demo test test-unit test-dataplane test-integration test-molecule test-ops \
+        sanity lint bench-dataplane bench-forwarding bench-fleet bench-controlplane bench-plots clean
 
 ## deps: install packages (apt) and the pinned venv, link the collection
 deps:
@@ -19,7 +19,7 @@ demo: deps
 	bash scripts/demo.sh
 
 ## test: the whole suite (what CI runs)
-test: deps test-unit test-dataplane test-integration test-molecule sanity lint
+test: deps test-unit test-dataplane test-integration test-molecule test-ops sanity lint
 
 test-unit: deps
 	$(PYTEST) -q tests/unit
@@ -33,6 +33,10 @@ test-integration: deps
 test-molecule: deps
 	bash scripts/run-molecule.sh
 
+## test-ops: changes under continuous traffic (zero loss) and Maglev disruption; prints the tables
+test-ops: deps
+	$(PYTEST) -q -s tests/ops
+
 sanity: deps
 	bash scripts/sanity.sh
 
@@ -41,6 +45,22 @@ lint: deps
 
 bench-dataplane: deps
 	$(PY) benchmarks/dataplane/run.py
+
+## bench-forwarding: pps to the backends, XDP nat vs nftables DNAT vs plain forwarding (veth lab)
+bench-forwarding: deps
+	$(PY) benchmarks/forwarding/run.py --seconds 10 --repeat 3
+
+## bench-fleet: site.yml first deploy and rerun on 1, 4, 12 SSH hosts next to ansible -m ping
+bench-fleet: deps
+	$(PY) benchmarks/fleet/run.py --hosts 1,4,12
+
+## bench-controlplane: one change to a service with 1,000 backends (Maglev + map sync), real maps
+bench-controlplane: deps
+	$(PY) benchmarks/controlplane/run.py --backends 1000 --repeat 5
+
+## bench-plots: docs/img/*.png from the benchmarks' results (build/bench-*/results.json)
+bench-plots: deps
+	$(PY) benchmarks/plot.py
 
 clean:
 	rm -rf build .pytest_cache tests/output
