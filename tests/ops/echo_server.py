@@ -71,7 +71,7 @@ def main():
         for key, _ev in sel.select(timeout=0.5):
             sock, kind = key.fileobj, key.data
             if kind == "udp":
-                for _ in range(64):
+                for _i in range(64):
                     try:
                         data, addr = sock.recvfrom(2048)
                     except (BlockingIOError, InterruptedError):

@@ -181,8 +181,8 @@ def _report(scheduler, rows):
     path = os.path.join(OUT, "disruption.txt")
     lines = []
     if not os.path.exists(path) or scheduler == "maglev":
-        lines.append("%-11s %-32s %7s %8s %8s %11s %8s" % ("scheduler", "change (%d flows)" % FLOWS, "moved",
-                                                         "share", "bound", "collateral", "ring"))
+        lines.append("%-11s %-32s %7s %8s %8s %11s %8s" % (
+            "scheduler", "change (%d flows)" % FLOWS, "moved", "share", "bound", "collateral", "ring"))
     for what, moved, share, coll, bound in rows:
         lines.append("%-11s %-32s %6.2f%% %7.2f%% %8s %10.2f%% %8d" % (
             scheduler, what, 100 * moved, 100 * share, "%.2f%%" % (100 * bound) if bound else "-", 100 * coll,

@@ -147,7 +147,7 @@ class Lab:
             for line in f:
                 line = line.strip()
                 if line.startswith("Environment="):
-                    k, _, v = line[len("Environment="):].partition("=")
+                    k, _sep, v = line[len("Environment="):].partition("=")
                     env[k] = v
                 elif line.startswith("ExecStart="):
                     argv = shlex.split(line[len("ExecStart="):])
@@ -253,8 +253,8 @@ def _row(ph):
 
 
 def _print_table(rows, extra):
-    head = "%-9s %7s %7s %7s %5s %6s %9s  %s" % ("step", "sent", "recv", "lost", "moved", "tcp ok", "tcp brkn",
-                                                "new TCP flows per backend")
+    head = "%-9s %7s %7s %7s %5s %6s %9s  %s" % (
+        "step", "sent", "recv", "lost", "moved", "tcp ok", "tcp brkn", "new TCP flows per backend")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append("%-9s %7d %7d %7d %5d %3d/%-2d %9d  %s" % (
@@ -274,7 +274,7 @@ def test_changes_under_traffic(lab):
     with open(os.path.join(src_v2, "xdp_loadbalancer.c"), "a") as f:
         f.write("\n/* netfleet ops test: same program, new source (a new build hash) */\n")
 
-    totals, _ = playbook("deploy", "-i", INVENTORY, "site.yml", "-e", "@" + write_vars("deploy", [be(1), be(2), be(3)]))
+    totals, _log = playbook("deploy", "-i", INVENTORY, "site.yml", "-e", "@" + write_vars("deploy", [be(1), be(2), be(3)]))
     assert totals["changed"] > 0
     before = lab.status()
     ready = lab.start_traffic()
@@ -291,7 +291,7 @@ def test_changes_under_traffic(lab):
     for step, backends, source in steps:
         lab.phase(step)
         t0 = time.monotonic()
-        totals, _ = playbook(step, "-i", INVENTORY, "site.yml", "-e", "@" + write_vars(step, backends, source, prepare=False))
+        totals, _log = playbook(step, "-i", INVENTORY, "site.yml", "-e", "@" + write_vars(step, backends, source, prepare=False))
         seconds[step] = round(time.monotonic() - t0, 1)
         changed[step] = totals["changed"]
         if step == "upgrade":

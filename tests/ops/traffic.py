@@ -109,7 +109,7 @@ class Traffic:
             return None, "%s" % (exc,)
 
     def setup(self):
-        for _ in range(self.a.flows):
+        for _i in range(self.a.flows):
             u = socket.socket(socket.AF_INET6 if ":" in self.a.vip else socket.AF_INET, socket.SOCK_DGRAM)
             u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUF)
             u.bind(("", 0))
@@ -184,7 +184,7 @@ class Traffic:
                     self._read_tcp(key.data)
 
     def _read_udp(self, u):
-        for _ in range(64):
+        for _i in range(64):
             try:
                 data = u.recv(256)
             except (BlockingIOError, InterruptedError):
@@ -227,7 +227,7 @@ class Traffic:
     # ---- phases -----------------------------------------------------------------------
     def _probe(self):
         out, failures = {}, []
-        for _ in range(self.a.probes):
+        for _i in range(self.a.probes):
             s, name = self.open_tcp(timeout=2.0)
             if s is None:
                 failures.append(name)
@@ -275,7 +275,7 @@ class Traffic:
         names = self.names
         out = []
         per = [{"sent": 0, "received": 0, "lost": 0, "lost_by_backend": {}, "answers": {}, "moved": []}
-               for _ in self.phases]
+               for _i in self.phases]
         last = [None] * flows    # last backend index seen per flow
         for seq in range(self.sent):
             p = per[self.phase_of[seq]]
