@@ -7,6 +7,7 @@
     python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli restore web
     python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli status [web]
     python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli metrics --out FILE
+    python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli health web [--rounds N]
 
 
 (with PYTHONPATH holding the ansible_collections tree; the xdp_lb role
@@ -16,7 +17,9 @@ status print JSON on stdout; metrics writes the counters ``status`` reads in
 Prometheus text format (metrics.py) to FILE, atomically, or to stdout with
 ``--out -``.  The exit status is 0 if every instance is fine, 1 if any
 failed (metrics still writes the file, with ``xdp_lb_up 0`` for it), 2 on
-usage errors.
+usage errors.  health runs until stopped (or for --rounds rounds): it probes
+the instance's backends and drains/undrains them (health.py), writing
+``<state-dir>/health/<name>.json``; it logs transitions on stderr.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,8 +29,10 @@ import argparse
 import json
 import os
 import sys
+import time
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import engine, metrics, model
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
+    engine, health, metrics, model, netlink, state)
 
 
 def _parser():
@@ -46,7 +51,63 @@ def _parser():
     m.add_argument("name", nargs="?", help="only this instance")
     m.add_argument("--out", required=True, metavar="FILE",
                    help="file to write (atomically: temporary file + rename), '-' for stdout")
+    h = sub.add_parser("health", help="probe the backends of an instance, drain the failing ones (runs until stopped)")
+    h.add_argument("name", help="instance")
+    h.add_argument("--config", metavar="FILE",
+                   help="checker settings, JSON (default: <state-dir>/health/<name>.conf.json if it exists)")
+    h.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: run until stopped)")
     return p
+
+
+def _log(msg):
+    sys.stderr.write("xdp-lb health: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def _health(args):
+    conf_file = args.config or health.config_path(args.state_dir, args.name)
+    try:
+        raw = None
+        if args.config or os.path.exists(conf_file):
+            with open(conf_file) as f:
+                raw = json.load(f)
+        conf = health.validate_config(raw)
+    except (IOError, OSError, ValueError, health.HealthError) as exc:
+        sys.stderr.write("health: --config %s: %s\n" % (conf_file, exc))
+        return 2
+    checker = health.Checker(conf, health.load_status(args.state_dir, args.name))
+    status_file = health.status_path(args.state_dir, args.name)
+    state_file = state.state_path(args.state_dir, args.name)
+    applied = False
+    rounds = 0
+    while True:
+        start = time.time()
+        try:
+            data = state.load(state_file)
+        except state.StateError as exc:
+            _log(str(exc))
+            data = None
+        changed = []
+        if data is not None:
+            with netlink.in_netns(data.get("netns")):
+                changed = checker.step(health.targets_of(data))
+        health.write_json_atomic(status_file, checker.status(args.name))
+        for key in changed:
+            b = checker.backends[key]
+            _log("%s %s is %s (%s)" % (args.name, key, b["state"], b["last"]))
+        # Apply after a transition, and once at start (the maps may predate the status file).
+        if data is not None and (changed or not applied):
+            res = engine.restore(args.state_dir, args.name).get(args.name) or {}
+            if res.get("failed"):
+                _log("applying %s failed: %s" % (args.name, res.get("msg")))
+            else:
+                applied = True
+                if res.get("changed"):
+                    _log("%s: %s" % (args.name, "; ".join(res.get("changes") or [])))
+        rounds += 1
+        if args.rounds and rounds >= args.rounds:
+            return 0
+        time.sleep(max(0.0, conf["interval"] - (time.time() - start)))
 
 
 def _brief(result):
@@ -89,6 +150,8 @@ def main(argv=None):
             if "error" in i:
                 sys.stderr.write("xdp-lb metrics %s: %s\n" % (i.get("name"), i["error"]))
         return 1 if any("error" in i for i in instances) else 0
+    if args.command == "health":
+        return _health(args)
     parser.print_help(sys.stderr)
     return 2
 

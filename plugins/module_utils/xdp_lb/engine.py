@@ -30,7 +30,7 @@ import hashlib
 import os
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    bpf, build, layout, maps, model, netlink, state)
+    bpf, build, health, layout, maps, model, netlink, state)
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.maps import Tables
 
 BPFFS = "/sys/fs/bpf"
@@ -382,7 +382,12 @@ class Engine:
             sids, bids = maps.assign_ids(cfg.services, live, prev.get("ids"), cfg.max_services, cfg.max_backends)
         except maps.MapError as exc:
             raise EngineError(str(exc))
-        rings = dict((s.key, maps.service_ring(s, bids, cfg.ring_size)) for s in cfg.services)
+        # Health checks (health.py): backends the checker's status file says
+        # are down get weight 0 in the rings; the state file keeps the
+        # configured weights.
+        down = health.drained(cfg.state_dir, cfg.name)
+        rings = dict((s.key, maps.service_ring(health.effective(s, down), bids, cfg.ring_size))
+                     for s in cfg.services)
         want = maps.desired_tables(cfg, sids, bids, live, snat[4], snat[6], tx, rings)
         ops = maps.plan(live, want, cfg.ring_size)
 
