@@ -68,6 +68,31 @@ def turns(weights):
         heapq.heapreplace(heap, ((k * top + w - 1) // w, i, k))
 
 
+def turn_order(weights, count):
+    """The first ``count`` values of ``turns(weights)``, as a list, computed without a heap.
+
+    Turn ``k`` of backend ``i`` is due in pass ``ceil(k * top / w)``; the
+    sequence is every turn sorted by (pass, index).  Each backend's turns
+    up to the pass where the ``count``-th turn falls are listed as one
+    integer key ``pass * n + index`` and sorted once.
+    """
+    n = len(weights)
+    active = [(i, w) for i, w in enumerate(weights) if w > 0]
+    if not active or count <= 0:
+        return []
+    top = max(w for _i, w in active)
+    total = sum(w for _i, w in active)
+    # by pass p every backend has had floor(p * w / top) turns: find a p with >= count turns
+    last = (count * top + total - 1) // total
+    while sum(last * w // top for _i, w in active) < count:
+        last += len(active)
+    keys = []
+    for i, w in active:
+        keys.extend(((k * top + w - 1) // w) * n + i for k in range(1, last * w // top + 1))
+    keys.sort()
+    return [key % n for key in keys[:count]]
+
+
 def maglev_table(backends, size, empty=0):
     """Maglev lookup table.
 
@@ -83,20 +108,24 @@ def maglev_table(backends, size, empty=0):
     if not any(w > 0 for _k, w, _v in items):
         return [empty] * size
     perms = [permutation(k, size) for k, _w, _v in items]
-    nexts = [0] * len(items)
-    filled = 0
-    for i in turns([w for _k, w, _v in items]):
-        offset, skip = perms[i]
-        n = nexts[i]
-        pos = (offset + n * skip) % size
+    # Backend i's n-th candidate is (offset + n * skip) % size; keep the next
+    # one per backend and step it by skip (< size) instead of multiplying.
+    nexts = [offset for offset, _skip in perms]
+    skips = [skip for _offset, skip in perms]
+    values = [v for _k, _w, v in items]
+    # Every turn fills exactly one position: size turns fill the table.
+    for i in turn_order([w for _k, w, _v in items], size):
+        pos = nexts[i]
+        skip = skips[i]
         while table[pos] is not None:
-            n += 1
-            pos = (offset + n * skip) % size
-        table[pos] = items[i][2]
-        nexts[i] = n + 1
-        filled += 1
-        if filled == size:
-            break
+            pos += skip
+            if pos >= size:
+                pos -= size
+        table[pos] = values[i]
+        pos += skip
+        if pos >= size:
+            pos -= size
+        nexts[i] = pos
     return table
 
 
@@ -105,12 +134,8 @@ def spread_table(backends, size, empty=0):
     items = _ordered(backends)
     if not any(w > 0 for _k, w, _v in items):
         return [empty] * size
-    out = []
-    for i in turns([w for _k, w, _v in items]):
-        out.append(items[i][2])
-        if len(out) == size:
-            break
-    return out
+    values = [v for _k, _w, v in items]
+    return [values[i] for i in turn_order([w for _k, w, _v in items], size)]
 
 
 def build_table(scheduler, backends, size, empty=0):

@@ -19,10 +19,12 @@ Three layers, the first two pure:
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import array
 import ctypes as ct
 import hashlib
 import os
 import socket
+import sys
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, layout, maglev
 
@@ -113,8 +115,10 @@ def ring_digest(ring):
     """Short digest of a ring's content (for diff output)."""
     if ring is None:
         return None
-    h = hashlib.sha256(b"".join(int(v).to_bytes(4, "little") for v in ring))
-    return h.hexdigest()[:12]
+    values = array.array("I", ring)     # 4-byte unsigned on every Linux platform
+    if sys.byteorder == "big":
+        values.byteswap()
+    return hashlib.sha256(values.tobytes()).hexdigest()[:12]
 
 
 def expected_map_shapes(sizes):

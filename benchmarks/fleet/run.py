@@ -1,0 +1,228 @@
+"""Deploy time of site.yml on 1, 4 and 12 SSH hosts, next to `ansible -m ping` on the same hosts.
+
+    make bench-fleet            # = .venv/bin/python benchmarks/fleet/run.py --hosts 1,4,12
+
+Runs as root.  For each host count N: scripts/lab/fleet.sh builds N
+balancer hosts (prefix xlbb-, management net 198.19.50.0/24, each its own
+network and mount namespace behind its own sshd), then, timed:
+
+  ping      `ansible all -m ping` (median of 3)
+  first     `ansible-playbook site.yml` on fresh hosts (nat, 4 services,
+            packages checked, restore unit installed, each host compiling
+            into its own build dir: what a new host costs)
+  rerun     the same again: must report changed=0 on every host
+
+with plain SSH (ControlPersist, pipelining, from ansible.cfg) and, if
+importable, with Mitogen (strategy mitogen_linear; the fleet is rebuilt so
+its first deploy is a first deploy too).  benchmarks/fleet/callback_plugins/
+task_timer.py records the wall time of every task; the slowest tasks of
+each run land in the results.  Traffic: SSH to the namespaces only.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(ROOT, "build", "bench-fleet")
+LAB = os.path.join(OUT, "lab")
+P, MGMT = "xlbb-", "198.19.50"
+VENV = os.path.join(ROOT, ".venv", "bin")
+
+INVENTORY = """# written by benchmarks/fleet/run.py
+all:
+  vars:
+    ansible_user: root
+    ansible_ssh_private_key_file: {lab}/id_ed25519
+    ansible_python_interpreter: /usr/bin/python3
+    ansible_become: false
+  children:
+    xdp_lb_balancers:
+      hosts:
+{hosts}
+      vars:
+        fleet_host: "{{{{ inventory_hostname | regex_replace('^{prefix}', '') }}}}"
+        xdp_lb_mode: nat
+        xdp_lb_interfaces: [front0, back0]
+        xdp_lb_attach_mode: native
+        xdp_lb_services:
+          - {{vip: 198.18.100.1, port: 80, protocol: tcp, scheduler: maglev,
+             backends: [{{address: 198.18.1.11}}, {{address: 198.18.1.12}}, {{address: 198.18.1.13}}]}}
+          - {{vip: 198.18.100.1, port: 53, protocol: udp, scheduler: five_tuple,
+             backends: [{{address: 198.18.1.11}}, {{address: 198.18.1.12}}, {{address: 198.18.1.13}}]}}
+          - {{vip: "fd00:18:100::1", port: 80, protocol: tcp, scheduler: maglev,
+             backends: [{{address: "fd00:18:1::11"}}, {{address: "fd00:18:1::12"}}, {{address: "fd00:18:1::13"}}]}}
+          - {{vip: "fd00:18:100::1", port: 53, protocol: udp, scheduler: ip_hash,
+             backends: [{{address: "fd00:18:1::11"}}, {{address: "fd00:18:1::12"}}, {{address: "fd00:18:1::13"}}]}}
+        # Packages: checked (they are installed on this machine); no mirror to refresh from.
+        xdp_lb_install_packages: true
+        xdp_lb_update_package_cache: false
+        # One file system for all hosts: each host's paths inside the fleet dir.
+        xdp_lb_state_dir: "{lab}/{{{{ fleet_host }}}}/state"
+        xdp_lb_sysctl_file: "{lab}/{{{{ fleet_host }}}}/etc/60-netfleet-xdp-lb-{{{{ xdp_lb_name }}}}.conf"
+        xdp_lb_systemd_dir: "{lab}/{{{{ fleet_host }}}}/etc/systemd"
+        xdp_lb_engine_dir: "{lab}/{{{{ fleet_host }}}}/engine"
+        xdp_lb_build_dir: "{lab}/{{{{ fleet_host }}}}/cache"
+"""
+
+
+def sh(argv, env=None, check=True):
+    return subprocess.run(argv, env=env, check=check, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True)
+
+
+def fleet(cmd, n):
+    env = dict(os.environ, FLEET_PREFIX=P, FLEET_DIR=LAB, FLEET_MGMT_NET=MGMT, FLEET_SIZE=str(n),
+               FLEET_BACKENDS="3")
+    return sh(["bash", os.path.join(ROOT, "scripts", "lab", "fleet.sh"), cmd], env=env, check=(cmd == "up"))
+
+
+def write_inventory(n):
+    hosts = "\n".join("        %slb%02d: {ansible_host: %s.%d}" % (P, i, MGMT, i) for i in range(1, n + 1))
+    path = os.path.join(OUT, "inventory-%d.yml" % n)
+    with open(path, "w") as f:
+        f.write(INVENTORY.format(lab=LAB, hosts=hosts, prefix=P))
+    return path
+
+
+def mitogen_strategy_dir():
+    try:
+        import ansible_mitogen
+    except ImportError:
+        return None
+    return os.path.join(os.path.dirname(ansible_mitogen.__file__), "plugins", "strategy")
+
+
+def ansible_env(transport, timer_out=None):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               PATH=VENV + ":" + os.environ.get("PATH", ""), ANSIBLE_FORKS="12",
+               ANSIBLE_CALLBACK_PLUGINS=os.path.join(HERE, "callback_plugins"),
+               ANSIBLE_CALLBACKS_ENABLED="task_timer")
+    if timer_out:
+        env["TASK_TIMER_OUT"] = timer_out
+    if transport == "mitogen":
+        env["ANSIBLE_STRATEGY_PLUGINS"] = mitogen_strategy_dir()
+        env["ANSIBLE_STRATEGY"] = "mitogen_linear"
+    return env
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def timed(argv, env):
+    t = time.monotonic()
+    r = sh(argv, env=env, check=False)
+    return time.monotonic() - t, r
+
+
+def recap(output):
+    """{host: {ok, changed, failed, unreachable}} from the PLAY RECAP."""
+    out = {}
+    for m in re.finditer(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M):
+        out[m.group(1)] = {"ok": int(m.group(2)), "changed": int(m.group(3)), "unreachable": int(m.group(4)),
+                           "failed": int(m.group(5))}
+    return out
+
+
+def slowest(timer_file, top=8):
+    try:
+        with open(timer_file) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return []
+    tasks = sorted(data["tasks"], key=lambda t: -t["wall"])[:top]
+    return [{"name": t["name"], "wall": round(t["wall"], 2)} for t in tasks]
+
+
+def bench(n, transport, args):
+    inv = write_inventory(n)
+    row = {"hosts": n, "transport": transport}
+    fleet("up", n)
+    try:
+        pings = []
+        for _ in range(3):
+            dt, r = timed([os.path.join(VENV, "ansible"), "-i", inv, "all", "-m", "ansible.builtin.ping"],
+                          ansible_env(transport))
+            if r.returncode != 0:
+                raise RuntimeError("ping failed:\n" + r.stdout[-3000:])
+            pings.append(dt)
+        row["ping"] = statistics.median(pings)
+        row["ping_all"] = [round(x, 2) for x in pings]
+        for phase in ("first", "rerun"):
+            tfile = os.path.join(OUT, "tasks-%d-%s-%s.json" % (n, transport, phase))
+            load = loadavg()
+            dt, r = timed([os.path.join(VENV, "ansible-playbook"), "-i", inv, os.path.join(ROOT, "site.yml")],
+                          ansible_env(transport, tfile))
+            rc = recap(r.stdout)
+            if r.returncode != 0 or len(rc) != n:
+                with open(os.path.join(OUT, "failed-%d-%s-%s.log" % (n, transport, phase)), "w") as f:
+                    f.write(r.stdout)
+                raise RuntimeError("%s on %d hosts (%s) failed: rc %d, see %s" % (phase, n, transport, r.returncode, OUT))
+            row[phase] = dt
+            row[phase + "_load_before"] = load
+            row[phase + "_changed"] = sorted(set(h["changed"] for h in rc.values()))
+            row[phase + "_tasks_ok"] = sorted(set(h["ok"] for h in rc.values()))
+            row[phase + "_slowest"] = slowest(tfile)
+            print("%2d hosts %-8s %-5s %6.1f s  (ping %.1f s: %.1fx)  changed %s  load before %s" % (
+                n, transport, phase, dt, row["ping"], dt / row["ping"], row[phase + "_changed"], load), flush=True)
+        row["rerun_idempotent"] = row["rerun_changed"] == [0]
+        row["load_end"] = loadavg()
+    finally:
+        fleet("down", n)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hosts", default="1,4,12")
+    ap.add_argument("--transports", default="ssh,mitogen")
+    ap.add_argument("--json", default=os.path.join(OUT, "results.json"))
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root (namespaces)")
+    os.makedirs(OUT, exist_ok=True)
+    transports = args.transports.split(",")
+    notes = []
+    if "mitogen" in transports and mitogen_strategy_dir() is None:
+        transports.remove("mitogen")
+        notes.append("mitogen not importable in the venv: skipped")
+    rows = []
+    for transport in transports:
+        for n in [int(x) for x in args.hosts.split(",")]:
+            try:
+                rows.append(bench(n, transport, args))
+            except RuntimeError as exc:
+                print("FAILED: %s" % exc, flush=True)
+                rows.append({"hosts": n, "transport": transport, "error": str(exc)})
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1])
+    ver = sh([os.path.join(VENV, "ansible"), "--version"]).stdout.splitlines()[0]
+    doc = {"machine": {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(),
+                       "mem_gib": round(mem / 1048576, 1), "kernel": platform.release(), "ansible": ver},
+           "rows": rows, "notes": notes, "loadavg_end": loadavg()}
+    with open(args.json, "w") as f:
+        json.dump(doc, f, indent=1)
+    print("\nhosts transport  ping s  first s (x ping)  rerun s (x ping)  rerun changed=0")
+    for r in rows:
+        if "error" in r:
+            print("%5d %-9s  failed: %s" % (r["hosts"], r["transport"], r["error"][:80]))
+            continue
+        print("%5d %-9s %6.1f  %7.1f (%4.1f)    %7.1f (%4.1f)    %s" % (
+            r["hosts"], r["transport"], r["ping"], r["first"], r["first"] / r["ping"], r["rerun"],
+            r["rerun"] / r["ping"], r["rerun_idempotent"]))
+    for note in notes:
+        print(note)
+    print("results: %s" % args.json)
+
+
+if __name__ == "__main__":
+    main()

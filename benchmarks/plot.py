@@ -1,0 +1,130 @@
+"""Plots for docs/benchmarks.md from the benchmarks' results.
+
+    make bench-plots            # = .venv/bin/python benchmarks/plot.py
+
+Reads build/bench-{forwarding,fleet,controlplane}/results.json where a
+benchmark ran (and copies it to benchmarks/results/<name>.json, which is
+committed), else the committed copy; writes docs/img/*.png.
+"""
+import json
+import os
+import shutil
+import statistics
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMG = os.path.join(ROOT, "docs", "img")
+KEPT = os.path.join(ROOT, "benchmarks", "results")
+
+
+def load(name):
+    fresh = os.path.join(ROOT, "build", "bench-" + name, "results.json")
+    kept = os.path.join(KEPT, name + ".json")
+    if os.path.exists(fresh):
+        os.makedirs(KEPT, exist_ok=True)
+        shutil.copyfile(fresh, kept)
+    if not os.path.exists(kept):
+        return None
+    with open(kept) as f:
+        return json.load(f)
+
+
+def subtitle(doc):
+    m = doc["machine"]
+    return "%s, %s CPUs, kernel %s (shared machine: noisy)" % (m["date"], m["nproc"], m["kernel"])
+
+
+def forwarding(doc):
+    labels = {"xdp": "xdp_lb nat\n(XDP, veth native)", "nft": "nftables DNAT\njhash + masquerade",
+              "plain": "plain forwarding\n(route to be1)", "ingress": "reference: drop at\nlb ingress (no fwd)"}
+    order = [m for m in ("xdp", "nft", "plain", "ingress") if m in doc["summary"]]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
+    for i, m in enumerate(order):
+        runs = [r for r in doc["results"] if r["method"] == m]
+        pps = [r["pps"] / 1e3 for r in runs]
+        ax.bar(i, statistics.median(pps), color="#4878d0" if m != "ingress" else "#bbbbbb")
+        ax.scatter([i] * len(pps), pps, color="black", s=12, zorder=3)
+        ns = [r["ns_per_packet"] for r in runs]
+        ax2.bar(i, statistics.median(ns), color="#ee854a" if m != "ingress" else "#bbbbbb")
+        ax2.scatter([i] * len(ns), ns, color="black", s=12, zorder=3)
+    for a in (ax, ax2):
+        a.set_xticks(range(len(order)))
+        a.set_xticklabels([labels[m] for m in order], fontsize=8)
+        a.grid(axis="y", alpha=0.3)
+    ax.set_ylabel("kpps delivered to the backends")
+    ax.set_title("Throughput (bar: median, dots: runs)", fontsize=10)
+    ax2.set_ylabel("CPU ns per delivered packet (senders + softirq)")
+    ax2.set_title("CPU cost per packet, whole path", fontsize=10)
+    fig.suptitle("UDP 64-byte frames, veth lab, %d s x %d rounds - %s" % (
+        doc["args"]["seconds"], doc["args"]["repeat"], subtitle(doc)), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(IMG, "forwarding_pps.png"), dpi=100)
+    plt.close(fig)
+
+
+def fleet(doc):
+    rows = [r for r in doc["rows"] if "error" not in r]
+    fig, ax = plt.subplots(figsize=(8, 4.4))
+    styles = {"ssh": "-", "mitogen": "--"}
+    for transport in sorted(set(r["transport"] for r in rows)):
+        sel = sorted([r for r in rows if r["transport"] == transport], key=lambda r: r["hosts"])
+        x = [r["hosts"] for r in sel]
+        for key, color, label in (("first", "#d65f5f", "first deploy"), ("rerun", "#4878d0", "rerun"),
+                                  ("ping", "#6acc64", "ansible -m ping")):
+            if key == "ping" and transport != "ssh":
+                continue
+            ax.plot(x, [r[key] for r in sel], styles.get(transport, ":"), marker="o", color=color,
+                    label="%s (%s)" % (label, transport))
+    ax.set_xlabel("hosts (network namespaces behind their own sshd)")
+    ax.set_ylabel("wall time, s")
+    ax.set_xticks(sorted(set(r["hosts"] for r in rows)))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("site.yml deploy time by host count - %s" % subtitle(doc), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(IMG, "fleet_deploy.png"), dpi=100)
+    plt.close(fig)
+
+
+def controlplane(doc):
+    order = ("maglev", "read", "plan", "write", "digest", "state", "other")
+    colors = ("#4878d0", "#ee854a", "#6acc64", "#d65f5f", "#956cb4", "#8c613c", "#bbbbbb")
+    kinds = [k for k in ("weight", "replace", "no-op") if k in doc["summary"]]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, kind in enumerate(kinds):
+        left = 0
+        split = doc["summary"][kind]["split_median"]
+        for name, color in zip(order, colors):
+            v = split.get(name, 0)
+            ax.barh(i, v, left=left, color=color, label=name if i == 0 else None)
+            left += v
+    ax.axvline(1.0, color="black", lw=1, ls=":")
+    ax.text(1.0, len(kinds) - 0.5, " target 1 s", fontsize=8, va="top")
+    ax.set_yticks(range(len(kinds)))
+    ax.set_yticklabels(["%s (median %.2f s)" % (k, doc["summary"][k]["total_median"]) for k in kinds])
+    ax.set_xlabel("seconds (medians of each step)")
+    ax.legend(fontsize=8, ncol=4, loc="lower right")
+    ax.set_title("One change to a service with %d backends, ring %d - %s" % (
+        doc["args"]["backends"], doc["args"]["ring_size"], subtitle(doc)), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(IMG, "controlplane_split.png"), dpi=100)
+    plt.close(fig)
+
+
+def main():
+    os.makedirs(IMG, exist_ok=True)
+    for name, fn in (("forwarding", forwarding), ("fleet", fleet), ("controlplane", controlplane)):
+        doc = load(name)
+        if doc is None:
+            print("%s: no results yet" % name)
+            continue
+        fn(doc)
+        print("%s: plotted" % name)
+
+
+if __name__ == "__main__":
+    main()
