@@ -39,7 +39,7 @@ class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
     _supports_check_mode = True
-    _supports_async = False
+    _supports_async = True
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
@@ -50,8 +50,12 @@ class ActionModule(ActionBase):
                                     "on the host")
         if args.get("state", "present") != "absent" and not args.get("source"):
             args["_sources"] = read_sources()
+        wrap_async = self._task.async_val and not self._connection.has_native_async
         module_result = self._execute_module(module_name="netfleet.xdp_lb.xdp_lb", module_args=args,
-                                             task_vars=task_vars)
+                                             task_vars=task_vars, wrap_async=wrap_async)
+        if not wrap_async:
+            # with async, the job still needs the temporary directory
+            self._remove_tmp_path(self._connection._shell.tmpdir)
         # the source text would otherwise sit in every registered result
         invocation = module_result.get("invocation", {}).get("module_args")
         if isinstance(invocation, dict) and "_sources" in invocation:

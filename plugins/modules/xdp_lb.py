@@ -39,7 +39,7 @@ attributes:
   action:
     support: full
   async:
-    support: none
+    support: full
   bypass_host_loop:
     support: none
   check_mode:
