@@ -16,7 +16,7 @@ from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import magl
 def test_turn_order_equals_turns(seed):
     rnd = random.Random(seed)
     n = rnd.randint(1, 30)
-    weights = [rnd.choice([0, 1, 2, 3, 7, 50, 99, 100, 1000, rnd.randint(0, 1000)]) for _ in range(n)]
+    weights = [rnd.choice([0, 1, 2, 3, 7, 50, 99, 100, 1000, rnd.randint(0, 1000)]) for dummy in range(n)]
     count = rnd.randint(0, 5000)
     assert maglev.turn_order(weights, count) == list(itertools.islice(maglev.turns(weights), count))
 
