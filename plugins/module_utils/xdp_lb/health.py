@@ -234,6 +234,10 @@ def probe_spec(conf, svc_key, protocol):
 
 # ---- the checker --------------------------------------------------------------------
 
+def _count(value):
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 class Checker:
     """Per-backend state machine over rounds of probes.
 
@@ -249,9 +253,10 @@ class Checker:
         self.backends = {}
         for key, item in ((status or {}).get("backends") or {}).items():
             if isinstance(item, dict) and item.get("state") in ("up", "down"):
-                # restart: keep the known state, count afresh
-                self.backends[key] = {"state": item["state"], "passes": 0, "fails": 0,
-                                      "last": None, "since": item.get("since")}
+                # a restart (or a run with --rounds) goes on where the last one stopped
+                self.backends[key] = {"state": item["state"], "passes": _count(item.get("passes")),
+                                      "fails": _count(item.get("fails")), "last": item.get("last"),
+                                      "since": item.get("since")}
 
     def step(self, targets):
         changed = []
