@@ -171,7 +171,7 @@ class Lab:
     # ---- running packets -----------------------------------------------------
     def run(self, frame, dev="xlbdp0", repeat=1):
         """(action, output bytes) of one test run with ingress ``dev``."""
-        retval, out, _ = bpf.test_run(self.prog_fd, bytes(frame),
+        retval, out, dummy = bpf.test_run(self.prog_fd, bytes(frame),
                                       ingress_ifindex=self.ifindex[dev], repeat=repeat)
         return retval, out
 
@@ -220,8 +220,8 @@ class Lab:
 
     def ring_at(self, sid, position, slot=0):
         size = layout.DEFAULT_SIZES["XDP_LB_RING_SIZE"]
-        return self.maps["lb_ring"].lookup(layout.U32(layout.ring_index(sid, slot, position,
-                                                                         size))).value
+        index = layout.ring_index(sid, slot, position, size)
+        return self.maps["lb_ring"].lookup(layout.U32(index)).value
 
     def set_tx_port(self, slot, dev):
         self.maps["lb_tx_ports"].update(layout.U32(slot), layout.U32(self.ifindex[dev]))
@@ -285,7 +285,7 @@ class Lab:
 def flow_key(src, dst, sport, dport, proto):
     """layout.LbFlow for a flow as seen on the wire."""
     s, family = layout.pack_addr(src)
-    d, _ = layout.pack_addr(dst)
+    d, dummy = layout.pack_addr(dst)
     return layout.LbFlow(src=s, dst=d, sport=layout.htons(sport), dport=layout.htons(dport),
                          proto=layout.PROTOCOLS[proto] if isinstance(proto, str) else proto,
                          family=family)
@@ -359,7 +359,6 @@ def pseudo_header(src, dst, proto, length):
     if ":" in src:
         return a + b + struct.pack("!IxxxB", length, proto)
     return a[:4] + b[:4] + struct.pack("!xBH", proto, length)
-
 
 
 def setup_service(lab, family, proto, port=80, backends=None, sid=0, backend_port=0,

@@ -247,7 +247,7 @@ class Model:
         entry = self.nat_rev.get((p.src, p.dst, p.sport, p.dport, p.proto))
         if entry is None:
             return None
-        client, vip, cport, vport, _ = entry
+        client, vip, cport, vport, dummy = entry
         action, frame, csums, hop = self._send(raw, p, ingress, vip, client, vport, cport, True)
         if hop != "send":
             return self._verdict(raw, action, "fib_miss", frame, csums)
@@ -279,7 +279,7 @@ class Model:
         if self.mode == 3:
             if not known:
                 self.ct[flow] = (bid, 0)
-            action, frame, _, hop = self._send(raw, p, ingress, p.src, be["addr"], p.sport,
+            action, frame, dummy, hop = self._send(raw, p, ingress, p.src, be["addr"], p.sport,
                                                p.dport, False)
             if hop != "send":
                 return self._verdict(raw, L.XDP_PASS, "fib_miss")

@@ -32,7 +32,7 @@ def test_dsr_same_link_is_tx(lab, family):
     client = L.CLIENT4 if family == 4 else L.CLIENT6
     local = L.LOCAL_BACKEND4 if family == 4 else L.LOCAL_BACKEND6
     lab.configure(layout.MODE_DSR)
-    vip, _ = L.setup_service(lab, family, "udp", port=53, backends=[local])
+    vip, dummy = L.setup_service(lab, family, "udp", port=53, backends=[local])
     action, out = lab.run(client_frame(client, vip, "udp", 34001, 53))
     assert action == L.XDP_TX
     assert out == frame(client, vip, "udp", 34001, 53, smac=L.MAC["xlbdp0"],
@@ -44,7 +44,7 @@ def test_dsr_unresolved_next_hop_passes_untouched(lab, backend):
     family = 6 if ":" in backend else 4
     client = L.CLIENT4 if family == 4 else L.CLIENT6
     lab.configure(layout.MODE_DSR)
-    vip, _ = L.setup_service(lab, family, "tcp", backends=[backend])
+    vip, dummy = L.setup_service(lab, family, "tcp", backends=[backend])
     inp = client_frame(client, vip, "tcp", 34002, 80)
     assert lab.run(inp) == (L.XDP_PASS, inp)
     stats = lab.stats()

@@ -64,10 +64,10 @@ def test_backend_port_zero_keeps_service_port_and_same_link_is_tx(lab, family):
     snat = L.SNAT4 if family == 4 else L.SNAT6
     local = L.LOCAL_BACKEND4 if family == 4 else L.LOCAL_BACKEND6
     lab.configure(layout.MODE_NAT)
-    vip, _ = L.setup_service(lab, family, "tcp", port=443, backends=[local])
+    vip, dummy = L.setup_service(lab, family, "tcp", port=443, backends=[local])
     action, out = lab.run(client_frame(client, vip, "tcp", 40100, 443), "xlbdp0")
     assert action == L.XDP_TX
-    nat_port, _ = _nat_port(lab, client, vip, 40100, 443, "tcp")
+    nat_port, dummy = _nat_port(lab, client, vip, 40100, 443, "tcp")
     assert out == frame(snat, local, "tcp", nat_port, 443, smac=L.MAC["xlbdp0"],
                         dmac=L.NEIGH[local][1])
     assert lab.stats()["tx"] == 1
@@ -75,10 +75,10 @@ def test_backend_port_zero_keeps_service_port_and_same_link_is_tx(lab, family):
 
 def test_udp_v4_zero_checksum_stays_zero(lab):
     lab.configure(layout.MODE_NAT)
-    vip, _ = L.setup_service(lab, 4, "udp", port=53, backend_port=5353)
+    vip, dummy = L.setup_service(lab, 4, "udp", port=53, backend_port=5353)
     action, out = lab.run(client_frame(L.CLIENT4, vip, "udp", 5000, 53, udp_chksum=0))
     assert action == L.XDP_REDIRECT
-    nat_port, _ = _nat_port(lab, L.CLIENT4, vip, 5000, 53, "udp")
+    nat_port, dummy = _nat_port(lab, L.CLIENT4, vip, 5000, 53, "udp")
     want = frame(L.SNAT4, L.BACKENDS4[0], "udp", nat_port, 5353, smac=L.MAC["xlbdp1"],
                  dmac=L.NEIGH[L.BACKENDS4[0]][1], udp_chksum=0)
     assert out == want
@@ -96,9 +96,9 @@ def test_udp_v4_zero_checksum_stays_zero(lab):
 def test_udp_checksum_computed_zero_is_sent_as_ffff(lab, family):
     client, backends, snat = FAMILIES[family]
     lab.configure(layout.MODE_NAT)
-    vip, _ = L.setup_service(lab, family, "udp", port=53)
+    vip, dummy = L.setup_service(lab, family, "udp", port=53)
     lab.run(client_frame(client, vip, "udp", 5001, 53))
-    nat_port, _ = _nat_port(lab, client, vip, 5001, 53, "udp")
+    nat_port, dummy = _nat_port(lab, client, vip, 5001, 53, "udp")
     # Choose the payload's first word so that the translated datagram sums
     # to 0xffff, i.e. its checksum computes to 0 (sent as 0xffff).
     probe = frame(snat, backends[0], "udp", nat_port, 53, smac=L.MAC["xlbdp1"],
@@ -116,14 +116,14 @@ def test_udp_checksum_computed_zero_is_sent_as_ffff(lab, family):
 
 @pytest.mark.parametrize("family", [4, 6])
 def test_no_neighbour_passes_the_rewritten_packet(lab, family):
-    client, _, snat = FAMILIES[family]
+    client, dummy, snat = FAMILIES[family]
     unresolved = L.NO_NEIGH4 if family == 4 else L.NO_NEIGH6
     lab.configure(layout.MODE_NAT)
     vip, ids = L.setup_service(lab, family, "tcp", backends=[unresolved])
     inp = client_frame(client, vip, "tcp", 41000, 80)
     action, out = lab.run(inp)
     assert action == L.XDP_PASS
-    nat_port, _ = _nat_port(lab, client, vip, 41000, 80, "tcp")
+    nat_port, dummy = _nat_port(lab, client, vip, 41000, 80, "tcp")
     # Addresses and ports translated, MACs as they came: the kernel forwards it.
     assert out == frame(snat, unresolved, "tcp", nat_port, 80, smac=L.NEIGH[client][1],
                         dmac=L.MAC["xlbdp0"])
@@ -136,7 +136,7 @@ def test_no_neighbour_passes_the_rewritten_packet(lab, family):
 def test_no_route_passes_untouched(lab, family):
     client = FAMILIES[family][0]
     lab.configure(layout.MODE_NAT)
-    vip, _ = L.setup_service(lab, family, "tcp",
+    vip, dummy = L.setup_service(lab, family, "tcp",
                              backends=[L.NO_ROUTE4 if family == 4 else L.NO_ROUTE6])
     inp = client_frame(client, vip, "tcp", 41001, 80)
     assert lab.run(inp) == (L.XDP_PASS, inp)
@@ -146,10 +146,10 @@ def test_no_route_passes_untouched(lab, family):
 def test_reply_to_client_without_neighbour_is_translated_and_passed(lab):
     client = "198.18.0.18"        # on link, no neighbour entry
     lab.configure(layout.MODE_NAT)
-    vip, _ = L.setup_service(lab, 4, "tcp")
-    action, _ = lab.run(client_frame(client, vip, "tcp", 41002, 80))
+    vip, dummy = L.setup_service(lab, 4, "tcp")
+    action, dummy = lab.run(client_frame(client, vip, "tcp", 41002, 80))
     assert action == L.XDP_REDIRECT
-    nat_port, _ = _nat_port(lab, client, vip, 41002, 80, "tcp")
+    nat_port, dummy = _nat_port(lab, client, vip, 41002, 80, "tcp")
     be = L.BACKENDS4[0]
     reply = frame(be, L.SNAT4, "tcp", 80, nat_port, smac=L.NEIGH[be][1], dmac=L.MAC["xlbdp1"])
     action, back = lab.run(reply, "xlbdp1")
@@ -169,7 +169,7 @@ def test_unknown_reply_port_is_not_translated(lab):
 
 def test_port_pool_exhausted_is_ct_full(lab):
     lab.configure(layout.MODE_NAT, port_min=40000, port_max=40000)
-    vip, _ = L.setup_service(lab, 4, "tcp")
+    vip, dummy = L.setup_service(lab, 4, "tcp")
     assert lab.run(client_frame(L.CLIENT4, vip, "tcp", 1111, 80))[0] == L.XDP_REDIRECT
     assert lab.run(client_frame(L.CLIENT4, vip, "tcp", 2222, 80))[0] == L.XDP_DROP
     stats = lab.stats()
@@ -179,7 +179,7 @@ def test_port_pool_exhausted_is_ct_full(lab):
 
 def test_no_snat_address_drops(lab):
     lab.configure(layout.MODE_NAT, snat=False)
-    vip, _ = L.setup_service(lab, 4, "tcp")
-    action, _ = lab.run(client_frame(L.CLIENT4, vip, "tcp", 1111, 80))
+    vip, dummy = L.setup_service(lab, 4, "tcp")
+    action, dummy = lab.run(client_frame(L.CLIENT4, vip, "tcp", 1111, 80))
     assert action == L.XDP_DROP
     assert lab.stats()["drop"] == 1

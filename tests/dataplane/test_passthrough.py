@@ -87,7 +87,7 @@ def test_valid_frames_are_served(lab):
 
 
 @pytest.mark.parametrize("mode", [layout.MODE_NAT, layout.MODE_DSR, layout.MODE_REDIRECT])
-@pytest.mark.parametrize("name,frame", MALFORMED, ids=[n for n, _ in MALFORMED])
+@pytest.mark.parametrize("name,frame", MALFORMED, ids=[n for n, dummy in MALFORMED])
 def test_malformed_passes_untouched(lab, mode, name, frame):
     _services(lab, mode)
     if mode == layout.MODE_REDIRECT:
@@ -109,7 +109,7 @@ def _short(lab, frame):
 
 
 @pytest.mark.parametrize("mode", [layout.MODE_NAT, layout.MODE_DSR])
-@pytest.mark.parametrize("name,frame", NOT_OURS, ids=[n for n, _ in NOT_OURS])
+@pytest.mark.parametrize("name,frame", NOT_OURS, ids=[n for n, dummy in NOT_OURS])
 def test_not_a_service_passes_untouched(lab, mode, name, frame):
     _services(lab, mode)
     assert lab.run(frame) == (L.XDP_PASS, frame)

@@ -55,7 +55,7 @@ class Generator:
 
     def _service_frame(self):
         r = self.rnd
-        vip, port, proto, _, _, _, _ = SERVICES[r.choice(list(SERVICES))]
+        vip, port, proto, dummy, dummy, dummy, dummy = SERVICES[r.choice(list(SERVICES))]
         client = r.choice(CLIENTS6 if ":" in vip else CLIENTS4)
         kw = {}
         if proto == "udp" and ":" not in vip and r.random() < 0.3:
@@ -65,7 +65,7 @@ class Generator:
         kw["tc" if ":" in vip else "tos"] = r.choice([0, 0, 0x10])
         return build_frame(client, vip, proto, r.randrange(1000, 1400), port,
                            smac="02:00:00:00:00:10", dmac=L.MAC["xlbdp0"],
-                           payload=bytes(r.randrange(256) for _ in range(r.randrange(0, 40))),
+                           payload=bytes(r.randrange(256) for dummy in range(r.randrange(0, 40))),
                            **kw), "xlbdp0"
 
     def _reply_frame(self):
@@ -78,26 +78,26 @@ class Generator:
         kw = {"udp_chksum": 0} if proto == M.UDP and ":" not in be and r.random() < 0.3 else {}
         return build_frame(be, snat, "tcp" if proto == M.TCP else "udp", bport, nat_port,
                            smac="02:00:00:00:01:10", dmac=L.MAC["xlbdp1"],
-                           payload=bytes(r.randrange(256) for _ in range(r.randrange(0, 30))),
+                           payload=bytes(r.randrange(256) for dummy in range(r.randrange(0, 30))),
                            **kw), "xlbdp1"
 
     def _mutate(self, raw):
         r, raw = self.rnd, bytearray(raw)
         kind = r.random()
         if kind < 0.45:                                     # flip bytes anywhere
-            for _ in range(r.randint(1, 3)):
+            for dummy in range(r.randint(1, 3)):
                 pos = r.randrange(len(raw))
                 raw[pos] = r.randrange(256)
         elif kind < 0.6:                                    # a header field at an edge
             self._edge(raw)
         elif kind < 0.75:                                   # flip in the headers
-            for _ in range(r.randint(1, 2)):
+            for dummy in range(r.randint(1, 2)):
                 pos = r.randrange(12, min(len(raw), 62))
                 raw[pos] ^= 1 << r.randrange(8)
         elif kind < 0.9:                                    # truncate
             raw = raw[:r.randrange(14, len(raw))] if len(raw) > 14 else raw
         else:                                               # trailing junk
-            raw += bytes(r.randrange(256) for _ in range(r.randrange(1, 20)))
+            raw += bytes(r.randrange(256) for dummy in range(r.randrange(1, 20)))
         return bytes(raw)
 
     def _edge(self, raw):
@@ -120,12 +120,12 @@ class Generator:
 
     def _garbage(self):
         r = self.rnd
-        body = bytes(r.randrange(256) for _ in range(r.randrange(0, 100)))
+        body = bytes(r.randrange(256) for dummy in range(r.randrange(0, 100)))
         etype = r.choice([b"\x08\x00", b"\x86\xdd", b"\x81\x00", b"\x08\x06",
                           bytes([r.randrange(256), r.randrange(256)])])
         if etype == b"\x08\x00" and r.random() < 0.5:
             body = b"\x45" + body[1:]
-        return bytes(r.randrange(256) for _ in range(12)) + etype + body
+        return bytes(r.randrange(256) for dummy in range(12)) + etype + body
 
     def next(self):
         r = self.rnd
@@ -183,7 +183,7 @@ def test_random_frames_match_the_model(lab, mode, count):
     _install(lab, mdl)
     gen = Generator(rnd, mdl)
     tally = collections.Counter()
-    for _ in range(count):
+    for dummy in range(count):
         raw, dev = gen.next()
         _check(lab, mdl, raw, dev, tally)
     _check_counters(lab, tally)
@@ -217,7 +217,7 @@ def test_random_frames_redirect_mode(lab, algo):
             lab.set_tx_port(slot, dev)
         gen = Generator(rnd, mdl)
         tally = collections.Counter()
-        for _ in range(1500):
+        for dummy in range(1500):
             raw, dev = gen.next()
             _check(lab, mdl, raw, dev, tally)
         _check_counters(lab, tally)

@@ -60,7 +60,7 @@ def test_flow_hash_is_sticky_and_spreads(lab, family):
     used = set()
     for sport in range(36000, 36030):
         inp = client_frame(client, dst, "udp", sport, 53)
-        seen = {_slot_of_next(lab, inp)[2] for _ in range(3)}
+        seen = {_slot_of_next(lab, inp)[2] for dummy in range(3)}
         assert len(seen) == 1, "one flow went to slots %s" % seen
         slot = seen.pop()
         assert slot == L.hash_flow(client, dst, sport, 53, 17) % 3
@@ -86,6 +86,6 @@ def test_non_ip_and_unconfigured_pass(lab, on_one_cpu):
     assert lab.run(tcp) == (L.XDP_PASS, tcp)
     # A slot without a device (removed under the program): pass.
     lab.configure(layout.MODE_REDIRECT, redirect_algo=0, redirect_count=4)
-    outcomes = {lab.run(tcp)[0] for _ in range(4)}
+    outcomes = {lab.run(tcp)[0] for dummy in range(4)}
     assert outcomes == {L.XDP_PASS, L.XDP_REDIRECT}
     assert sum(lab.port_packets(s) for s in range(4)) == lab.stats()["redirect"]

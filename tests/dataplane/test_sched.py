@@ -27,7 +27,7 @@ def test_conntrack_keeps_flow_when_ring_changes(lab, mode):
     lab.fill_ring(0, [ids[0]])
     assert _backend_of(lab, L.CLIENT4, vip, 50000) == L.BACKENDS4[0]
     lab.fill_ring(0, [ids[1]])
-    for _ in range(3):
+    for dummy in range(3):
         assert _backend_of(lab, L.CLIENT4, vip, 50000) == L.BACKENDS4[0]
     assert _backend_of(lab, L.CLIENT4, vip, 50001) == L.BACKENDS4[1]
 

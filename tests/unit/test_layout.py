@@ -56,7 +56,7 @@ def test_struct_matches_btf(btf_structs, name):
     size, members = btf_structs[name]
     cls = STRUCTS[name]
     assert size == ct.sizeof(cls), "%s: BTF size %d, layout.py %d" % (name, size, ct.sizeof(cls))
-    assert [(field, getattr(cls, field).offset) for field, _ in cls._fields_] == members
+    assert [(field, getattr(cls, field).offset) for field, dummy in cls._fields_] == members
 
 
 def test_map_table_names_every_map(btf_dump):
