@@ -91,7 +91,7 @@ def _health(args):
         if data is not None:
             with netlink.in_netns(data.get("netns")):
                 changed = checker.step(health.targets_of(data))
-        health.write_json_atomic(status_file, checker.status(args.name))
+        state.write_atomic(status_file, state.dumps(checker.status(args.name)))
         for key in changed:
             b = checker.backends[key]
             _log("%s %s is %s (%s)" % (args.name, key, b["state"], b["last"]))
@@ -145,7 +145,7 @@ def main(argv=None):
                 sys.stderr.write("metrics: --out %s: directory %s does not exist\n"
                                  % (args.out, os.path.dirname(os.path.abspath(args.out))))
                 return 2
-            metrics.write_atomic(args.out, text)
+            state.write_atomic(args.out, text)
         for i in instances:
             if "error" in i:
                 sys.stderr.write("xdp-lb metrics %s: %s\n" % (i.get("name"), i["error"]))

@@ -208,6 +208,15 @@ def _close(fd):
             pass
 
 
+def detach_attached(ipr, name, idx, attached):
+    """Detach the program ``attached`` (from netlink.xdp_query) from one interface."""
+    fd = bpf.prog_fd_by_id(attached["prog_id"])
+    try:
+        netlink.xdp_detach(ipr, name, idx, attached["mode"], fd)
+    finally:
+        _close(fd)
+
+
 # ---- descriptions (diff, results, info) --------------------------------------------
 
 def describe_tables(t, weights=None):
@@ -623,11 +632,7 @@ class Engine:
 
         # no longer listed interfaces, then DSR neighbours (after the program runs)
         for name, idx, a in dropped:
-            fd = bpf.prog_fd_by_id(a["prog_id"])
-            try:
-                netlink.xdp_detach(ipr, name, idx, a["mode"], fd)
-            finally:
-                _close(fd)
+            detach_attached(ipr, name, idx, a)
         for address, idx, ifname in neigh_add:
             try:
                 netlink.set_managed_neighbour(ipr, address, idx)
@@ -721,11 +726,7 @@ class Engine:
                     if self.check or not changes:
                         return result
                     for name, idx, a in detach:
-                        fd = bpf.prog_fd_by_id(a["prog_id"])
-                        try:
-                            netlink.xdp_detach(ipr, name, idx, a["mode"], fd)
-                        finally:
-                            _close(fd)
+                        detach_attached(ipr, name, idx, a)
                     for address, idx, ifname in neigh:
                         netlink.delete_neighbour(ipr, address, idx)
             finally:

@@ -37,7 +37,6 @@ import os
 import random
 import socket
 import struct
-import tempfile
 import time
 
 HEALTH_DIR = "health"
@@ -70,22 +69,6 @@ def load_status(state_dir, name):
     if not isinstance(data, dict) or data.get("version") != STATUS_VERSION:
         return None
     return data
-
-
-def write_json_atomic(path, data):
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def backend_key(service_key, address, port):

@@ -4,11 +4,11 @@
 """Counters of the load balancers in Prometheus text format (node_exporter textfile collector).
 
 ``render(instances)`` turns what ``engine.info`` returns (the same data the
-xdp_lb_info module reports) into text: pure, no I/O.  ``write_atomic``
-puts it in place the way the textfile collector needs it: written to a
-temporary file in the same directory (whose name does not end in
-``.prom``, so the collector never reads a half-written file), then renamed
-over the target.
+xdp_lb_info module reports) into text: pure, no I/O.  The CLI puts it in
+place with ``state.write_atomic``, the way the textfile collector needs it:
+written to a temporary file in the same directory (whose name does not end
+in ``.prom``, so the collector never reads a half-written file), then
+renamed over the target.
 
 Metrics (label ``instance`` is the balancer's instance name, not
 Prometheus' own ``instance`` target label: node_exporter's scrape config
@@ -29,8 +29,6 @@ usually relabels it to ``exported_instance``):
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import os
-import tempfile
 
 # name -> (type, help); the order of the output.
 METRICS = (
@@ -132,20 +130,3 @@ def render(instances):
         for labels, value in data[name]:
             lines.append("%s{%s} %s" % (name, _labels(labels), _number(value)))
     return "\n".join(lines) + "\n" if lines else ""
-
-
-def write_atomic(path, text, mode=0o644):
-    """Write ``text`` to ``path``: temporary file beside it, fsync, rename over."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

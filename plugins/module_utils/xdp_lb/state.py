@@ -57,24 +57,32 @@ def dumps(data):
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def save(path, data):
-    """Write atomically (temp file, fsync, rename); mode 0600."""
-    data = dict(data, version=STATE_VERSION)
-    directory = os.path.dirname(path)
+def write_atomic(path, text, mode=0o644):
+    """Write ``text`` to ``path``: temporary file beside it, fsync, rename over.
+
+    Readers see the old file or the new one, never a part; a failure leaves
+    the old file and no temporary file.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(dumps(data))
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
+        os.chmod(tmp, mode)
         os.rename(tmp, path)
-    except Exception:
+    except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save(path, data):
+    """Write the state file atomically; mode 0600."""
+    write_atomic(path, dumps(dict(data, version=STATE_VERSION)), 0o600)
 
 
 def remove(path):

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import metrics
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import metrics, state
 
 # One sample line of the text exposition format: name{label="value",...} number
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\} '
@@ -135,7 +135,7 @@ def test_backend_label():
 def test_write_atomic_replaces_and_leaves_no_temporary_files(tmp_path):
     target = tmp_path / "netfleet-xdp-lb.prom"
     target.write_text("old\n")
-    metrics.write_atomic(str(target), "new\n")
+    state.write_atomic(str(target), "new\n")
     assert target.read_text() == "new\n"
     assert sorted(os.listdir(str(tmp_path))) == ["netfleet-xdp-lb.prom"]
     assert oct(target.stat().st_mode & 0o777) == "0o644"
@@ -148,8 +148,8 @@ def test_write_atomic_failure_keeps_the_old_file(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError("rename failed")
 
-    monkeypatch.setattr(metrics.os, "rename", boom)
+    monkeypatch.setattr(state.os, "rename", boom)
     with pytest.raises(OSError):
-        metrics.write_atomic(str(target), "new\n")
+        state.write_atomic(str(target), "new\n")
     assert target.read_text() == "old\n"
     assert sorted(os.listdir(str(tmp_path))) == ["netfleet-xdp-lb.prom"]
