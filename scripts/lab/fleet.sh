@@ -29,6 +29,10 @@
 # lab.sh: GRO on where the balancers' XDP sends frames, tx checksum offload
 # off where local sockets send into XDP (/work/shared/LAB-NOTES.md).
 #
+# The balancers come provisioned like hosts from a prepared image: the nat
+# mode's sysctls (what the role sets with xdp_lb_manage_sysctl, see
+# roles/xdp_lb/vars/main.yml) are set here, per network namespace.
+#
 # Environment:
 #   FLEET_PREFIX    name prefix of namespaces and root-side links (xlbf-)
 #   FLEET_DIR       keys, configs, pid and log files (build/molecule/fleet/lab)
@@ -217,6 +221,9 @@ up() {
     in_ns "${P}sw" ethtool -K "$lb" gro on >/dev/null
     in_ns "${P}$lb" ethtool -K front0 gro on >/dev/null
     in_ns "${P}$lb" ethtool -K back0 gro on >/dev/null
+    in_ns "${P}$lb" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+      net.ipv4.conf.front0.accept_local=1 net.ipv4.conf.back0.accept_local=1 \
+      net.ipv4.conf.front0.rp_filter=2 net.ipv4.conf.back0.rp_filter=2
     sshd_host "$lb" "$n"
   done
   wait_ready
