@@ -92,5 +92,5 @@ class CallbackModule(CallbackBase):
         self._display.display("task_timer: %.1f s in total; slowest tasks:" % (end - self.t0))
         for t in top:
             skipped = sum(1 for s in t["status"].values() if s == "skipped")
-            self._display.display("  %7.2f s  %-60s %s" % (t["wall"], t["name"][:60],
-                                                            "(skipped on %d)" % skipped if skipped else ""))
+            note = "(skipped on %d)" % skipped if skipped else ""
+            self._display.display("  %7.2f s  %-60s %s" % (t["wall"], t["name"][:60], note))
