@@ -125,7 +125,7 @@ def loadavg():
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("--backends", type=int, default=1000)
     ap.add_argument("--ring-size", type=int, default=131071)
     ap.add_argument("--repeat", type=int, default=5)
@@ -149,7 +149,7 @@ def main():
             sh("ip", "-n", netns, "link", "set", dev, "up")
         sh("ip", "-n", netns, "addr", "add", "198.18.0.1/24", "dev", "cp0")
 
-        total, split, _, cpu, cpu_split = apply(config(netns, tag, a_set, ring_size=args.ring_size))
+        total, split, dummy, cpu, cpu_split = apply(config(netns, tag, a_set, ring_size=args.ring_size))
         rows.append({"kind": "first deploy (build, load, full sync)", "total": total, "split": split,
                      "cpu": cpu, "cpu_split": cpu_split, "loadavg": loadavg()})
         print("first deploy: %.3f s  %s  load %s" % (total, fmt(split), loadavg()), flush=True)

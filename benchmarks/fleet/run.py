@@ -149,7 +149,7 @@ def bench(n, transport, args):
     fleet("up", n)
     try:
         pings = []
-        for _ in range(3):
+        for dummy in range(3):
             dt, r = timed([os.path.join(VENV, "ansible"), "-i", inv, "all", "-m", "ansible.builtin.ping"],
                           ansible_env(transport))
             if r.returncode != 0:
@@ -182,7 +182,7 @@ def bench(n, transport, args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("--hosts", default="1,4,12")
     ap.add_argument("--transports", default="ssh,mitogen")
     ap.add_argument("--json", default=os.path.join(OUT, "results.json"))

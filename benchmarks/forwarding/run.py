@@ -231,7 +231,7 @@ def run_once(method, flood, args):
         c1, t1, k1, s1 = sum(c.read() for c in counters), time.monotonic(), cpu_ticks(pids), proc_stat()
         sent = 0
         for p in procs:
-            out, _ = p.communicate(timeout=args.seconds + 30)
+            out = p.communicate(timeout=args.seconds + 30)[0]
             if p.returncode != 0:
                 raise RuntimeError("udp_flood failed: %s" % out)
             sent += int(out.split()[0].split("=")[1])
@@ -267,7 +267,7 @@ def machine():
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("--seconds", type=float, default=10.0, help="per run (max 120)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds; each round runs every method once")
     ap.add_argument("--flows", type=int, default=32, help="UDP flows per sender")
