@@ -59,7 +59,7 @@ def compile_tiny(name, build_dir):
 # ---- scenarios: set the maps up, return (frames, ingress device) -------------------
 def _nat(lab, backends=4):
     lab.configure(layout.MODE_NAT, port_min=1024, port_max=65535)
-    vip, _ = L.setup_service(lab, 4, "tcp", port=80, backends=L.BACKENDS4[:backends])
+    vip, dummy = L.setup_service(lab, 4, "tcp", port=80, backends=L.BACKENDS4[:backends])
     return vip
 
 
@@ -115,7 +115,7 @@ def scen_nat_reply(lab, packets):
 
 def scen_dsr_hit(lab, packets):
     lab.configure(layout.MODE_DSR)
-    vip, _ = L.setup_service(lab, 4, "tcp", port=80, backends=L.BACKENDS4[:4])
+    vip, dummy = L.setup_service(lab, 4, "tcp", port=80, backends=L.BACKENDS4[:4])
     flows = _flows(vip, FLOWS)
     for f in flows:
         assert lab.run(f)[0] == L.XDP_REDIRECT
@@ -242,9 +242,9 @@ def measure(runner, prog_fd, drop_fd, frames, expect, chunk=500):
         part = buffers[i:i + chunk]
         if n % 2:       # alternate which program goes first
             elapsed, durations, actions = runner.loop(prog_fd, part)
-            base, _, _ = runner.loop(drop_fd, part)
+            base, dummy, dummy = runner.loop(drop_fd, part)
         else:
-            base, _, _ = runner.loop(drop_fd, part)
+            base, dummy, dummy = runner.loop(drop_fd, part)
             elapsed, durations, actions = runner.loop(prog_fd, part)
         if actions != {expect}:
             raise SystemExit("benchmark path broken: actions %s, expected %s"
@@ -277,7 +277,7 @@ def machine_info():
 def kernel_repeat(lab, prog_fd, frame_, dev, repeat, times=7):
     """(min, median) of ``times`` runs with the kernel's repeat."""
     runs = [bpf.test_run(prog_fd, frame_, ingress_ifindex=lab.ifindex[dev], repeat=repeat)
-            for _ in range(times)]
+            for dummy in range(times)]
     if len({r[0] for r in runs}) != 1:
         raise SystemExit("repeat run changed its action")
     durations = [r[2] for r in runs]
@@ -314,7 +314,7 @@ def measure_parts(lab, build_dir, repeat):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--packets", type=int, default=20000, help="repeat=1 runs per round and path")
     ap.add_argument("--repeat", type=int, default=1000000, help="kernel repeat count")
@@ -334,8 +334,8 @@ def main():
                 for name in ("drop", "macswap")]
         progs = {"lb": lab.prog_fd, "drop": tiny[0].prog_fd, "macswap": tiny[1].prog_fd}
 
-        loops = {label: [] for label, *_ in SCENARIOS}
-        for _ in range(args.rounds):
+        loops = {label: [] for label, *dummy in SCENARIOS}
+        for dummy in range(args.rounds):
             for label, prog, scen, expect, _cycle_fn, _meaning in SCENARIOS:
                 lab.reset()
                 frames, dev = scen(lab, args.packets)

@@ -172,7 +172,7 @@ class Lab:
     def run(self, frame, dev="xlbdp0", repeat=1):
         """(action, output bytes) of one test run with ingress ``dev``."""
         retval, out, dummy = bpf.test_run(self.prog_fd, bytes(frame),
-                                      ingress_ifindex=self.ifindex[dev], repeat=repeat)
+                                          ingress_ifindex=self.ifindex[dev], repeat=repeat)
         return retval, out
 
     # ---- map writers (deliberately small; the control plane has its own) -----

@@ -280,7 +280,7 @@ class Model:
             if not known:
                 self.ct[flow] = (bid, 0)
             action, frame, dummy, hop = self._send(raw, p, ingress, p.src, be["addr"], p.sport,
-                                               p.dport, False)
+                                                   p.dport, False)
             if hop != "send":
                 return self._verdict(raw, L.XDP_PASS, "fib_miss")
             return self._verdict(raw, action, None, frame, backend=bid)

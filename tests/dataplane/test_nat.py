@@ -137,7 +137,7 @@ def test_no_route_passes_untouched(lab, family):
     client = FAMILIES[family][0]
     lab.configure(layout.MODE_NAT)
     vip, dummy = L.setup_service(lab, family, "tcp",
-                             backends=[L.NO_ROUTE4 if family == 4 else L.NO_ROUTE6])
+                                 backends=[L.NO_ROUTE4 if family == 4 else L.NO_ROUTE6])
     inp = client_frame(client, vip, "tcp", 41001, 80)
     assert lab.run(inp) == (L.XDP_PASS, inp)
     assert lab.stats()["fib_miss"] == 1
