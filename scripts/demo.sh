@@ -68,6 +68,7 @@ play site-1 -i "$INV" site.yml
 # Sends N requests of one kind from the client, prints one answer per line
 # ("be2") or "FAIL".
 requests() { # curl4|curl6|dig4|dig6
+  # shellcheck disable=SC2016  # the single-quoted script expands in the inner bash
   ip netns exec "${P}client" bash -c '
     n=$1 kind=$2 vip4=$3 vip6=$4
     for i in $(seq 1 "$n"); do

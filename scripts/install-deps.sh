@@ -12,7 +12,7 @@ venv=${VENV:-$here/.venv}
 
 pkgs=(clang llvm libbpf-dev bpftool xdp-tools gcc make
       python3-bpfcc python3-pyroute2 python3-venv python3-pip
-      iproute2 ethtool nftables conntrack
+      iproute2 ethtool nftables conntrack shellcheck
       openssh-server openssh-client nginx-light dnsmasq-base dnsutils curl socat)
 
 missing=()

@@ -39,9 +39,9 @@ dest="$tmp/ansible_collections/netfleet/xdp_lb"
 mkdir -p "$dest"
 # tracked and new (not ignored) files: what a release would contain
 (cd "$here" && git ls-files -z --cached --others --exclude-standard) |
-  (cd "$here" && xargs -0 cp --parents -t "$dest" 2>/dev/null || true)
+  (cd "$here" || exit 1; xargs -0 cp --parents -t "$dest" 2>/dev/null || true)
 cd "$dest"
-git init -q . && git add -A >/dev/null 2>&1 || true   # ansible-test lists content with git when present
+{ git init -q . && git add -A; } >/dev/null 2>&1 || true   # ansible-test lists content with git when present
 
 # --local: this machine is the target; its Python is the venv's, which sees
 # Debian's bcc and pyroute2 (--system-site-packages).

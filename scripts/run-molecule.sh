@@ -56,7 +56,7 @@ bpf_objects_alive() {
 }
 
 leftovers() {
-  local bad=0 x i
+  local bad=0 x
   x=$(ip netns list | awk '{print $1}' | grep -E '^(xlbm-|xlbf-)' || true)
   [ -z "$x" ] || { echo "leftover namespaces: $x"; bad=1; }
   x=$(ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E '^(xlbm-|xlbf-)' || true)
@@ -64,13 +64,13 @@ leftovers() {
   x=$(pgrep -af "$OUT/|$CP_DIR" || true)
   [ -z "$x" ] || { echo "leftover processes:"; echo "$x"; bad=1; }
   # Programs and maps are freed asynchronously after their last reference.
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     x=$(bpf_objects_alive)
     [ -n "$x" ] || break
     sleep 0.2
   done
   [ -z "$x" ] || { echo "BPF objects still alive:$x"; bad=1; }
-  x=$(comm -13 "$OUT/bpffs-before" <(ls -A /sys/fs/bpf | sort) | grep -E '^(xlbm|xlbf|xdp_lb)' || true)
+  x=$(comm -13 "$OUT/bpffs-before" <(find /sys/fs/bpf -mindepth 1 -maxdepth 1 -printf '%f\n' | sort) | grep -E '^(xlbm|xlbf|xdp_lb)' || true)
   [ -z "$x" ] || echo "note: new entries in the root /sys/fs/bpf (another run's?): $x"
   return $bad
 }
@@ -102,7 +102,7 @@ export ANSIBLE_SSH_CONTROL_PATH_DIR=$CP_DIR
 rm -f "$OUT"/*.bpf-ids
 # Compile once per run (the scenarios share this cache, as hosts could).
 rm -rf "$OUT/build-cache"
-ls -A /sys/fs/bpf 2>/dev/null | sort >"$OUT/bpffs-before" || true
+find /sys/fs/bpf -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort >"$OUT/bpffs-before" || true
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
