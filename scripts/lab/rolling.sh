@@ -36,22 +36,16 @@ MGMT=${ROLLING_MGMT_NET:-198.19.40}
 SIZE=${ROLLING_SIZE:-3}
 NBE=${ROLLING_BACKENDS:-3}
 
+# shellcheck source=scripts/lab/lib.sh
+. "$(dirname "$0")/lib.sh"
+
 fleet() {
   FLEET_PREFIX=$P FLEET_DIR=$DIR FLEET_MGMT_NET=$MGMT FLEET_SIZE=$SIZE FLEET_BACKENDS=$NBE \
     bash "$here/scripts/lab/fleet.sh" "$@"
 }
 
-client_namespaces() {
-  ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${P}cl[0-9]+\$" || true
-}
-
 down() {
-  local ns pids
-  for ns in $(client_namespaces); do
-    pids=$(ip netns pids "$ns" 2>/dev/null || true)
-    [ -n "$pids" ] && kill $pids 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true
-  done
+  del_namespaces 'cl[0-9]+'
   fleet down
 }
 
@@ -62,19 +56,11 @@ up() {
   for n in $(seq 2 "$SIZE"); do
     lb=$(printf '%slb%02d' "$P" "$n")
     cl=$(printf '%scl%02d' "$P" "$n")
-    ip netns add "$cl"
-    ip -n "$cl" link set lo up
-    ip netns exec "$cl" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    mkns "$cl"
     ip -n "$lb" link set front0p netns "$cl"
     ip -n "$cl" link set front0p name eth0
-    ip -n "$cl" addr add 198.18.0.2/24 dev eth0
-    ip -n "$cl" -6 addr add fd00:18::2/64 dev eth0 nodad
-    ip -n "$cl" link set eth0 up
-    ip -n "$cl" route add 198.18.100.0/24 via 198.18.0.1
-    ip -n "$cl" -6 route add fd00:18:100::/64 via fd00:18::1
-    # As for the fleet's client: tx checksum offload off (native XDP
-    # rewrites locally sent packets), GRO on (frames redirected back to it).
-    ip netns exec "$cl" ethtool -K eth0 tx off gro on >/dev/null
+    # As for the fleet's client (offloads included).
+    client_eth0 "$cl"
   done
   # Provisioned hosts: bpffs is mounted in each balancer's mount namespace
   # (sshd's, which its sessions share), as systemd does at boot.
