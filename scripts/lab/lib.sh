@@ -44,7 +44,7 @@ del_namespaces() { # regex
   for ns in $(matching_namespaces "$1"); do
     pids=$(ip netns pids "$ns" 2>/dev/null || true)
     # shellcheck disable=SC2086 # one pid a word
-    [ -n "$pids" ] && kill $pids 2>/dev/null || true
+    if [ -n "$pids" ]; then kill $pids 2>/dev/null || true; fi
   done
   for ns in $(matching_namespaces "$1"); do
     pids=$(ip netns pids "$ns" 2>/dev/null || true)
@@ -52,7 +52,7 @@ del_namespaces() { # regex
       sleep 0.3
       pids=$(ip netns pids "$ns" 2>/dev/null || true)
       # shellcheck disable=SC2086 # one pid a word
-      [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
+      if [ -n "$pids" ]; then kill -9 $pids 2>/dev/null || true; fi
     fi
     ip netns del "$ns" 2>/dev/null || true
   done
