@@ -129,13 +129,21 @@ def test_metrics_file_matches_packets_and_info(balancer):
     assert got[("xdp_lb_backend_weight", drained)] == 0
     assert got[("xdp_lb_conntrack_entries", frozenset([("instance", "web"), ("table", "flows")]))] == SENT
 
-    # the same numbers xdp_lb_info reports (engine.info), read after the file
+    # the same numbers xdp_lb_info reports (engine.info), read after the file.
+    # Packets the test does not send (IPv6 neighbour discovery, the backend's
+    # ICMP port unreachable) can still arrive in between: they are passed to
+    # the kernel, so "pass" may only have grown; every other verdict comes
+    # from the datagrams above alone and must be equal.
     info = engine.info(balancer["state_dir"], "web")[0]
     assert "error" not in info
     for verdict, c in info["stats"].items():
         labels = frozenset([("instance", "web"), ("verdict", verdict)])
-        assert got[("xdp_lb_verdict_packets_total", labels)] == c["packets"]
-        assert got[("xdp_lb_verdict_bytes_total", labels)] == c["bytes"]
+        packets = got[("xdp_lb_verdict_packets_total", labels)]
+        octets = got[("xdp_lb_verdict_bytes_total", labels)]
+        if verdict == "pass":
+            assert packets <= c["packets"] and octets <= c["bytes"]
+        else:
+            assert (packets, octets) == (c["packets"], c["bytes"]), verdict
     forwarded = sum(got[("xdp_lb_verdict_packets_total", frozenset([("instance", "web"), ("verdict", v)]))]
                     for v in ("tx", "redirect", "fib_miss"))
     assert forwarded >= SENT
