@@ -31,7 +31,6 @@ Everything it made is removed at the end, also on failure.
 """
 import argparse
 import collections
-import datetime
 import json
 import os
 import platform
@@ -42,9 +41,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (  # noqa: E402
     engine, maglev, maps, model, state)
+import common  # noqa: E402
 
 OUT = os.path.join(ROOT, "build", "bench-controlplane")
 TIMES = collections.defaultdict(float)
@@ -194,11 +195,7 @@ def main():
                          "cpu_min": min(r["cpu"] for r in sel),
                          "cpu_split_median": dict((k, statistics.median(r["cpu_split"].get(k, 0) for r in sel))
                                                   for k in keys)}
-    with open("/proc/meminfo") as f:
-        mem = int(f.readline().split()[1])
-    doc = {"machine": {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(),
-                       "mem_gib": round(mem / 1048576, 1), "kernel": platform.release(),
-                       "python": platform.python_version()},
+    doc = {"machine": dict(common.machine(), python=platform.python_version()),
            "args": vars(args), "rows": rows, "summary": summary, "loadavg_end": loadavg()}
     with open(args.json, "w") as f:
         json.dump(doc, f, indent=1)

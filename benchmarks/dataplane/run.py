@@ -23,7 +23,6 @@ kernel/N
 """
 import argparse
 import ctypes as ct
-import datetime
 import os
 import platform
 import statistics
@@ -35,11 +34,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "dataplane"))
+sys.path.insert(0, os.path.dirname(HERE))
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (  # noqa: E402
     bpf, build, layout)
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.command import run  # noqa: E402
 
+import common  # noqa: E402
 import dplab as L  # noqa: E402
 from dpframes import client_frame, frame  # noqa: E402
 
@@ -255,16 +256,11 @@ def measure(runner, prog_fd, drop_fd, frames, expect, chunk=500):
 
 
 def machine_info():
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = common.cpu_model()
     with open("/proc/sys/net/core/bpf_jit_enable") as f:
         jit = f.read().strip()
     return [
-        ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("date", common.utc_date()),
         ("cpu", "%s, %d CPUs (benchmark pinned to one)" % (cpu, os.cpu_count())),
         ("kernel", platform.release()),
         ("bpf_jit_enable", jit),

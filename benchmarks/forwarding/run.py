@@ -32,10 +32,8 @@ so absolute pps move with the machine's load: compare methods within a
 round (the rounds interleave the methods).
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -45,8 +43,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
+sys.path.insert(0, os.path.dirname(HERE))
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import engine, model  # noqa: E402
+from common import machine  # noqa: E402
 
 P = "xlbb-f"
 MGMT = "198.19.50"
@@ -253,19 +253,6 @@ def run_once(method, flood, args):
 
 
 # ---- main ---------------------------------------------------------------------------
-def machine():
-    with open("/proc/meminfo") as f:
-        mem = f.readline().split()[1]
-    cpu = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(),
-            "cpu": cpu, "mem_gib": round(int(mem) / 1048576, 1), "kernel": platform.release()}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("--seconds", type=float, default=10.0, help="per run (max 120)")
