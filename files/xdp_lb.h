@@ -18,7 +18,7 @@
 
 #include <linux/types.h>
 
-#define XDP_LB_ABI_VERSION 1
+#define XDP_LB_ABI_VERSION 2
 
 /* ---- sizes (override with -D at build time) ---------------------------- */
 #ifndef XDP_LB_MAX_SERVICES
@@ -39,6 +39,15 @@
 #ifndef XDP_LB_PORT_PROBES
 #define XDP_LB_PORT_PROBES 8        /* NAT source ports tried per new flow */
 #endif
+#ifndef XDP_LB_NH_TTL_MS
+#define XDP_LB_NH_TTL_MS 100        /* next-hop cache lifetime; 0 = no cache */
+#endif
+#ifndef XDP_LB_NH_REPLY_SLOTS
+#define XDP_LB_NH_REPLY_SLOTS 1024  /* next-hop cache slots for NAT replies (by client) */
+#endif
+
+/* lb_nexthop: backend ids first, then the reply slots. */
+#define XDP_LB_NH_ENTRIES (XDP_LB_MAX_BACKENDS + XDP_LB_NH_REPLY_SLOTS)
 
 /* Each service owns two rings (double buffer): the control plane fills the
  * inactive one, then flips lb_service.ring_slot with a single map update. */
@@ -149,6 +158,24 @@ struct lb_nat_entry {
 	__u16 client_port;          /* network order */
 	__u16 vip_port;             /* network order */
 	__u32 backend_id;
+};
+
+/* lb_nexthop[slot] (per CPU): a bpf_fib_lookup result the data plane keeps
+ * for XDP_LB_NH_TTL_MS.  Slot = backend id (nat and dsr, forward), or
+ * XDP_LB_MAX_BACKENDS + hash(client) % XDP_LB_NH_REPLY_SLOTS (nat replies).
+ * Written by the data plane only; the control plane may zero entries (an
+ * all-zero entry is empty) to make the next packet look the route up. */
+struct lb_nexthop {
+	__u32 daddr[4];             /* destination looked up (backend or client) */
+	__u32 saddr[4];             /* source looked up; all zero for dsr (not compared) */
+	__u64 expires;              /* bpf_ktime_get_coarse_ns() deadline; 0 = empty */
+	__u32 in_ifindex;           /* ingress interface the lookup was made for */
+	__u32 out_ifindex;          /* egress interface */
+	__u16 mtu;                  /* longest L3 packet known to fit (host order) */
+	__u8 family;
+	__u8 pad;
+	__u8 dmac[6];
+	__u8 smac[6];
 };
 
 /* lb_stats[enum xdp_lb_stat], lb_backend_stats[backend id],

@@ -66,6 +66,7 @@
 #define LB_SEED_FLOW 0x2C1B3C6Du    /* 5-tuple: five_tuple/maglev rings, redirect */
 #define LB_SEED_ADDR 0x297A2D39u    /* src+dst address: ip_hash rings */
 #define LB_SEED_PORT 0x51ED270Bu    /* NAT source port probing */
+#define LB_SEED_NH 0x6A09E667u      /* next-hop cache slot of a NAT reply */
 
 #ifdef XDP_LB_DEBUG
 #define lb_debug(fmt, ...) bpf_printk("xdp_lb: " fmt, ##__VA_ARGS__)
@@ -164,6 +165,16 @@ struct {
 	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_rr SEC(".maps");
+
+/* Next-hop cache (see next_hop()): per CPU, so entries are written without
+ * locks and each CPU refreshes its own. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_nexthop);
+	__uint(max_entries, XDP_LB_NH_ENTRIES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_nexthop SEC(".maps");
 
 /* ---- per-packet state ------------------------------------------------------ */
 
@@ -491,7 +502,36 @@ static __always_inline int verdict(struct lb_packet *pkt, int action, int reason
 
 #define NO_REASON (-1)
 
-/* ---- next hop ------------------------------------------------------------------ */
+/* ---- next hop ------------------------------------------------------------------
+ *
+ * bpf_fib_lookup() gives the egress interface and both MACs as the kernel
+ * would forward the packet.  It is the most expensive step of a forwarded
+ * packet (a FIB walk, a device and a neighbour lookup: about as much as the
+ * rest of the conntrack-hit path together), so its successful results are
+ * kept in lb_nexthop, per CPU, for XDP_LB_NH_TTL_MS:
+ *
+ *  - slot: the backend id (forward direction, nat and dsr), or a reply slot
+ *    chosen by a hash of the client address (nat replies);
+ *  - an entry is used only for the same destination address and family
+ *    (backend ids and reply slots are shared), the same source address
+ *    (nat: the NAT address, replies: the VIP; dsr: the client's address is
+ *    not compared), the same ingress interface, and a packet no longer
+ *    than the MTU the lookup reported; anything else does the full lookup;
+ *  - only BPF_FIB_LKUP_RET_SUCCESS is kept: unresolved neighbours
+ *    (NO_NEIGH, handed to the kernel so that it resolves them) and failures
+ *    are looked up again on every packet.
+ *
+ * The price: a change of route, neighbour MAC or MTU is seen after at most
+ * XDP_LB_NH_TTL_MS (the control plane can zero entries to make it
+ * immediate), and flows to one backend (one client, for replies) are
+ * assumed to share one route: policy routing on L4 ports, TOS/flow label
+ * or (dsr) the client's address, and multipath spreading of such flows,
+ * are not honoured within the lifetime of an entry.  Build with
+ * -DXDP_LB_NH_TTL_MS=0 to look every packet up.
+ */
+
+#define NH_TTL_NS ((__u64)XDP_LB_NH_TTL_MS * 1000000)
+#define NH_NO_SLOT 0xFFFFFFFF       /* no cache slot: always the full lookup */
 
 enum hop_result {
 	HOP_SEND,                   /* MACs set; action says XDP_TX or XDP_REDIRECT */
@@ -499,12 +539,89 @@ enum hop_result {
 	HOP_FAIL,                   /* no usable route (or forwarding off) */
 };
 
-/* Looks up the route to daddr as the kernel would forward the packet,
- * from the ingress interface.  On success writes both MACs and sets
- * *action; the caller rewrites L3/L4 itself. */
-static __always_inline enum hop_result next_hop(struct xdp_md *ctx, struct lb_packet *pkt,
-						const __u32 *saddr, const __u32 *daddr,
-						__be16 sport, __be16 dport, int *action)
+/* Writes the MACs and picks the action for egress interface out_ifindex. */
+static __always_inline enum hop_result hop_send(struct xdp_md *ctx, struct lb_packet *pkt,
+						const __u8 *dmac, const __u8 *smac,
+						__u32 out_ifindex, int *action)
+{
+	__builtin_memcpy(pkt->eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(pkt->eth->h_source, smac, ETH_ALEN);
+	if (out_ifindex == ctx->ingress_ifindex)
+		*action = XDP_TX;
+	else
+		*action = bpf_redirect(out_ifindex, 0);
+	return HOP_SEND;
+}
+
+#if XDP_LB_NH_TTL_MS
+/* Addresses as stored in the program's structs: IPv4 in word 0 (the other
+ * words are not read: an IPv4 source may be lb_config.snat_v4, one word). */
+static __always_inline int addr_equal(const __u32 *a, const __u32 *b, __u8 family)
+{
+	if (a[0] != b[0])
+		return 0;
+	return family == AF_INET || (a[1] == b[1] && a[2] == b[2] && a[3] == b[3]);
+}
+
+static __always_inline void addr_copy(__u32 *dst, const __u32 *src, __u8 family)
+{
+	dst[0] = src[0];
+	if (family == AF_INET6) {
+		dst[1] = src[1];
+		dst[2] = src[2];
+		dst[3] = src[3];
+	}
+}
+
+/* The entry of ``slot`` if it still answers this lookup, else NULL. */
+static __always_inline struct lb_nexthop *nh_cache_get(struct xdp_md *ctx,
+						       const struct lb_packet *pkt,
+						       struct lb_nexthop *nh,
+						       const __u32 *saddr, const __u32 *daddr,
+						       __u64 now)
+{
+	__u8 family = pkt->flow.family;
+
+	if (now >= nh->expires || nh->family != family ||
+	    nh->in_ifindex != ctx->ingress_ifindex || pkt->l3_len > nh->mtu)
+		return NULL;
+	if (!addr_equal(nh->daddr, daddr, family))
+		return NULL;
+	if (saddr && !addr_equal(nh->saddr, saddr, family))
+		return NULL;
+	return nh;
+}
+
+/* Keeps a successful lookup.  bpf_fib_lookup() checked pkt->l3_len against
+ * the route's MTU; newer kernels also return that MTU in mtu_result (a union
+ * with tot_len), older ones leave tot_len as it was: either way the stored
+ * value is a length known to fit. */
+static __always_inline void nh_cache_put(struct xdp_md *ctx, const struct lb_packet *pkt,
+					 struct lb_nexthop *nh, const struct bpf_fib_lookup *fib,
+					 const __u32 *saddr, const __u32 *daddr, __u64 now)
+{
+	__u8 family = pkt->flow.family;
+
+	__builtin_memset(nh, 0, sizeof(*nh));
+	addr_copy(nh->daddr, daddr, family);
+	if (saddr)
+		addr_copy(nh->saddr, saddr, family);
+	nh->family = family;
+	nh->in_ifindex = ctx->ingress_ifindex;
+	nh->out_ifindex = fib->ifindex;
+	nh->mtu = fib->mtu_result;
+	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(nh->smac, fib->smac, ETH_ALEN);
+	nh->expires = now + NH_TTL_NS;
+}
+#endif
+
+/* bpf_fib_lookup() for the packet with the given addresses and ports, from
+ * the ingress interface; a success is also kept in nh (if not NULL). */
+static __always_inline enum hop_result fib_next_hop(struct xdp_md *ctx, struct lb_packet *pkt,
+						    const __u32 *saddr, const __u32 *daddr,
+						    __be16 sport, __be16 dport, int *action,
+						    struct lb_nexthop *nh, __u64 now)
 {
 	struct bpf_fib_lookup fib = {};
 	int rc;
@@ -517,11 +634,11 @@ static __always_inline enum hop_result next_hop(struct xdp_md *ctx, struct lb_pa
 	fib.ifindex = ctx->ingress_ifindex;
 	if (pkt->ip4) {
 		fib.tos = pkt->ip4->tos;
-		fib.ipv4_src = saddr[0];
+		fib.ipv4_src = saddr ? saddr[0] : pkt->flow.src[0];
 		fib.ipv4_dst = daddr[0];
 	} else if (pkt->ip6) {
 		fib.flowinfo = *(__be32 *)pkt->ip6 & IPV6_FLOWINFO_MASK_;
-		__builtin_memcpy(fib.ipv6_src, saddr, sizeof(fib.ipv6_src));
+		__builtin_memcpy(fib.ipv6_src, saddr ? saddr : pkt->flow.src, sizeof(fib.ipv6_src));
 		__builtin_memcpy(fib.ipv6_dst, daddr, sizeof(fib.ipv6_dst));
 	}
 
@@ -532,13 +649,58 @@ static __always_inline enum hop_result next_hop(struct xdp_md *ctx, struct lb_pa
 		lb_debug("fib lookup failed: %d", rc);
 		return HOP_FAIL;
 	}
-	__builtin_memcpy(pkt->eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(pkt->eth->h_source, fib.smac, ETH_ALEN);
-	if (fib.ifindex == ctx->ingress_ifindex)
-		*action = XDP_TX;
-	else
-		*action = bpf_redirect(fib.ifindex, 0);
-	return HOP_SEND;
+#if XDP_LB_NH_TTL_MS
+	if (nh)
+		nh_cache_put(ctx, pkt, nh, &fib, saddr, daddr, now);
+#endif
+	return hop_send(ctx, pkt, fib.dmac, fib.smac, fib.ifindex, action);
+}
+
+/* The next hop towards daddr (source saddr; NULL: the packet's own source,
+ * not part of the cache check): lb_nexthop[slot] while it answers, else
+ * bpf_fib_lookup() (always, for slot NH_NO_SLOT).  On success writes both
+ * MACs and sets *action; the caller rewrites L3/L4 itself. */
+static __always_inline enum hop_result next_hop(struct xdp_md *ctx, struct lb_packet *pkt,
+						__u32 slot, const __u32 *saddr,
+						const __u32 *daddr, __be16 sport, __be16 dport,
+						int *action)
+{
+	struct lb_nexthop *nh = NULL;
+	__u64 now = 0;
+
+#if XDP_LB_NH_TTL_MS
+	if (slot != NH_NO_SLOT)
+		nh = bpf_map_lookup_elem(&lb_nexthop, &slot);
+	if (nh) {
+		now = bpf_ktime_get_coarse_ns();
+		if (nh_cache_get(ctx, pkt, nh, saddr, daddr, now))
+			return hop_send(ctx, pkt, nh->dmac, nh->smac, nh->out_ifindex, action);
+	}
+#endif
+	return fib_next_hop(ctx, pkt, saddr, daddr, sport, dport, action, nh, now);
+}
+
+/* lb_nexthop slot of a reply from ``vip`` to ``client`` (the reply slots
+ * follow the backend ids).  A collision only costs full lookups: the entry
+ * names both addresses. */
+static __always_inline __u32 nh_reply_slot(const __u32 *vip, const __u32 *client, __u8 family)
+{
+#if XDP_LB_NH_REPLY_SLOTS
+	__u32 h = hash_word(LB_SEED_NH, client[0]);
+
+	h = hash_word(h, vip[0]);
+	if (family == AF_INET6) {
+		h = hash_word(h, client[1]);
+		h = hash_word(h, client[2]);
+		h = hash_word(h, client[3]);
+		h = hash_word(h, vip[1]);
+		h = hash_word(h, vip[2]);
+		h = hash_word(h, vip[3]);
+	}
+	return XDP_LB_MAX_BACKENDS + hash_final(h) % XDP_LB_NH_REPLY_SLOTS;
+#else
+	return NH_NO_SLOT;
+#endif
 }
 
 /* ---- redirect mode ------------------------------------------------------------- */
@@ -599,7 +761,8 @@ static __always_inline int lb_nat_reply(struct xdp_md *ctx, struct lb_packet *pk
 	if (!nat)
 		return -1;
 
-	hop = next_hop(ctx, pkt, nat->vip, nat->client, nat->vip_port, nat->client_port, &action);
+	hop = next_hop(ctx, pkt, nh_reply_slot(nat->vip, nat->client, pkt->flow.family), nat->vip,
+		       nat->client, nat->vip_port, nat->client_port, &action);
 	if (hop == HOP_FAIL)
 		return verdict(pkt, XDP_PASS, XDP_LB_STAT_FIB_MISS);
 	rewrite_l3l4(pkt, nat->vip, nat->client, nat->vip_port, nat->client_port);
@@ -772,7 +935,7 @@ int xdp_lb(struct xdp_md *ctx)
 		}
 		/* Route towards the backend, packet addresses unchanged: only
 		 * the MACs change.  Unresolved: the kernel gets it untouched. */
-		hop = next_hop(ctx, &pkt, pkt.flow.src, be->addr, pkt.flow.sport,
+		hop = next_hop(ctx, &pkt, be_id, NULL, be->addr, pkt.flow.sport,
 			       pkt.flow.dport, &action);
 		if (hop != HOP_SEND)
 			return verdict(&pkt, XDP_PASS, XDP_LB_STAT_FIB_MISS);
@@ -797,7 +960,7 @@ int xdp_lb(struct xdp_md *ctx)
 		bpf_map_update_elem(&lb_ct, &pkt.flow, &new_ct, BPF_ANY);
 	}
 
-	hop = next_hop(ctx, &pkt, snat, be->addr, nat_port, bport, &action);
+	hop = next_hop(ctx, &pkt, be_id, snat, be->addr, nat_port, bport, &action);
 	if (hop == HOP_FAIL)
 		return verdict(&pkt, XDP_PASS, XDP_LB_STAT_FIB_MISS);
 	rewrite_l3l4(&pkt, snat, be->addr, nat_port, bport);

@@ -284,6 +284,9 @@ PARTS = [
     ("parts_fib", "bpf_fib_lookup, IPv4, resolved neighbour"),
     ("parts_service", "HASH lookup hit, lb_service_key (20 B key)"),
     ("parts_ct", "LRU_HASH lookup hit, lb_flow (40 B key)"),
+    ("parts_jiffies", "bpf_jiffies64() (next-hop cache clock candidate)"),
+    ("parts_coarse_ns", "bpf_ktime_get_coarse_ns() (next-hop cache clock)"),
+    ("parts_ktime_ns", "bpf_ktime_get_ns() (for comparison)"),
 ]
 
 

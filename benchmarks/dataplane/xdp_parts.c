@@ -65,4 +65,23 @@ int parts_ct(struct xdp_md *ctx)
 	return bpf_map_lookup_elem(&parts_flows, &key) ? XDP_TX : XDP_PASS;
 }
 
+/* The next-hop cache's clocks: a tick counter and the coarse clock. */
+SEC("xdp")
+int parts_jiffies(struct xdp_md *ctx)
+{
+	return bpf_jiffies64() ? XDP_TX : XDP_PASS;
+}
+
+SEC("xdp")
+int parts_coarse_ns(struct xdp_md *ctx)
+{
+	return bpf_ktime_get_coarse_ns() ? XDP_TX : XDP_PASS;
+}
+
+SEC("xdp")
+int parts_ktime_ns(struct xdp_md *ctx)
+{
+	return bpf_ktime_get_ns() ? XDP_TX : XDP_PASS;
+}
+
 char _license[] SEC("license") = "Dual BSD/GPL";

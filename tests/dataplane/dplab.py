@@ -248,6 +248,14 @@ class Lab:
             self.maps["lb_port_stats"].update(layout.U32(slot), zero)
             self.maps["lb_tx_ports"].delete(layout.U32(slot))
         self.maps["lb_rr"].update(layout.U32(0), [layout.U32(0)] * bpf.possible_cpus())
+        self.flush_nexthops()
+
+    def flush_nexthops(self):
+        """Empty the next-hop cache (every slot, every CPU), as the control
+        plane may: tests change neighbours and backends between cases."""
+        n = layout.DEFAULT_SIZES["XDP_LB_MAX_BACKENDS"] + layout.DEFAULT_SIZES["XDP_LB_NH_REPLY_SLOTS"]
+        self.maps["lb_nexthop"].update_batch(
+            [layout.U32(i) for i in range(n)], [layout.LbNexthop()] * (n * bpf.possible_cpus()))
 
     # ---- readers ----------------------------------------------------------------
     def _counter(self, name, index):
@@ -280,6 +288,11 @@ class Lab:
             finally:
                 os.close(fd)
         return out
+
+
+def mac_bytes(mac):
+    """'02:00:00:00:01:0a' -> the 6 bytes."""
+    return bytes.fromhex(mac.replace(":", ""))
 
 
 def flow_key(src, dst, sport, dport, proto):

@@ -54,7 +54,7 @@ def define_args(defines):
         value = defines[key]
         if value is True:
             args.append("-D%s" % key)
-        elif value not in (None, False):
+        elif value is not None and value is not False:     # 0 is a value (0 == False)
             args.append("-D%s=%s" % (key, value))
     return args
 

@@ -15,7 +15,7 @@ import ipaddress
 import socket
 import struct
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 # Defaults of the compile-time sizes (override with build defines).
 DEFAULT_SIZES = {
@@ -25,6 +25,8 @@ DEFAULT_SIZES = {
     "XDP_LB_CT_SIZE": 65536,
     "XDP_LB_MAX_REDIRECT": 64,
     "XDP_LB_PORT_PROBES": 8,
+    "XDP_LB_NH_TTL_MS": 100,
+    "XDP_LB_NH_REPLY_SLOTS": 1024,
 }
 
 MODE_NONE, MODE_REDIRECT, MODE_NAT, MODE_DSR = 0, 1, 2, 3
@@ -123,6 +125,21 @@ class LbCounter(ct.Structure):
     ]
 
 
+class LbNexthop(ct.Structure):
+    _fields_ = [
+        ("daddr", Addr),
+        ("saddr", Addr),
+        ("expires", ct.c_uint64),
+        ("in_ifindex", ct.c_uint32),
+        ("out_ifindex", ct.c_uint32),
+        ("mtu", ct.c_uint16),
+        ("family", ct.c_uint8),
+        ("pad", ct.c_uint8),
+        ("dmac", ct.c_uint8 * 6),
+        ("smac", ct.c_uint8 * 6),
+    ]
+
+
 U32 = ct.c_uint32
 
 # name -> (key type, value type, per-CPU).  Names are the pin names.
@@ -138,7 +155,12 @@ MAPS = {
     "lb_port_stats": (U32, LbCounter, True),
     "lb_tx_ports": (U32, U32, False),
     "lb_rr": (U32, U32, True),
+    "lb_nexthop": (U32, LbNexthop, True),
 }
+
+# Maps that only cache what the data plane can find again (zeroing them is
+# always safe; an instance pinned before they existed lacks them).
+CACHE_MAPS = ("lb_nexthop",)
 
 
 def pack_addr(address):
