@@ -473,7 +473,7 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, engine, model, netlink
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import deps, engine, model
 
 ARGUMENT_SPEC = dict(
     interfaces=dict(type='list', elements='str', aliases=['interface']),
@@ -509,12 +509,7 @@ def main():
         required_if=[('state', 'present', ('interfaces',))],
         supports_check_mode=True,
     )
-    if not netlink.HAS_PYROUTE2:
-        module.fail_json(msg=missing_required_lib('pyroute2 (python3-pyroute2)'),
-                         exception=str(netlink.PYROUTE2_IMPORT_ERROR))
-    if not bpf.HAS_BCC:
-        module.fail_json(msg=missing_required_lib('bcc (python3-bpfcc or python3-bcc)'),
-                         exception=str(bpf.BCC_IMPORT_ERROR))
+    deps.fail_if_missing(module, missing_required_lib)
 
     params = dict((k, v) for k, v in module.params.items() if not k.startswith('_'))
     try:

@@ -132,7 +132,7 @@ instances:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, engine, model, netlink
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import deps, engine, model
 
 
 def main():
@@ -143,12 +143,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not netlink.HAS_PYROUTE2:
-        module.fail_json(msg=missing_required_lib('pyroute2 (python3-pyroute2)'),
-                         exception=str(netlink.PYROUTE2_IMPORT_ERROR))
-    if not bpf.HAS_BCC:
-        module.fail_json(msg=missing_required_lib('bcc (python3-bpfcc or python3-bcc)'),
-                         exception=str(bpf.BCC_IMPORT_ERROR))
+    deps.fail_if_missing(module, missing_required_lib)
     instances = engine.info(module.params['state_dir'], module.params['name'])
     module.exit_json(changed=False, instances=instances)
 

@@ -208,6 +208,17 @@ def _close(fd):
             pass
 
 
+def programs_on(ipr, names):
+    """(name, ifindex, netlink.xdp_query) of each of ``names`` that exists and runs an XDP program."""
+    for name in names:
+        idx = netlink.link_index(ipr, name)
+        if idx is None:
+            continue
+        a = netlink.xdp_query(ipr, idx)
+        if a["prog_id"]:
+            yield name, idx, a
+
+
 def detach_attached(ipr, name, idx, attached):
     """Detach the program ``attached`` (from netlink.xdp_query) from one interface."""
     fd = bpf.prog_fd_by_id(attached["prog_id"])
@@ -219,9 +230,13 @@ def detach_attached(ipr, name, idx, attached):
 
 # ---- descriptions (diff, results, info) --------------------------------------------
 
-def describe_tables(t, weights=None):
-    """Services and backends as the maps hold them (weights from the state file if known)."""
+def describe_tables(t, weights=None, digests=None):
+    """Services and backends as the maps hold them (weights from the state file if known).
+
+    ``digests``: {service id: ring digest} already known for ``t.rings``.
+    """
     weights = weights or {}
+    digests = digests or {}
     backends = t.active_backends()
     out = []
     for skey in sorted(t.services):
@@ -233,20 +248,24 @@ def describe_tables(t, weights=None):
                 continue
             items.append({"address": address, "port": port, "id": bid,
                           "weight": weights.get(maps.backend_key_str(skey, address, port))})
+        ring = digests.get(sid) if sid in digests else maps.ring_digest(t.rings.get(sid))
         out.append({"service": skey, "id": sid, "scheduler": maps.SCHED_NAMES.get(sched, str(sched)),
-                    "ring": maps.ring_digest(t.rings.get(sid)), "backends": items})
+                    "ring": ring, "backends": items})
     return out
 
 
-def describe_config(cfg, sids, bids, rings):
+def describe_config(cfg, sids, bids, rings, digests=None):
+    """Services and backends as ``cfg`` wants them; ``digests``: {service key: full ring digest}."""
+    digests = digests or {}
     out = []
     for svc in sorted(cfg.services, key=lambda s: s.key):
         items = []
         for b in sorted(svc.backends, key=lambda b: bids[maps.backend_key_str(svc.key, b.address, b.port)]):
             items.append({"address": b.address, "port": b.port, "weight": b.weight,
                           "id": bids[maps.backend_key_str(svc.key, b.address, b.port)]})
+        ring = digests[svc.key][:12] if digests.get(svc.key) else maps.ring_digest(rings.get(svc.key))
         out.append({"service": svc.key, "id": sids[svc.key], "scheduler": svc.scheduler,
-                    "ring": maps.ring_digest(rings.get(svc.key)), "backends": items})
+                    "ring": ring, "backends": items})
     return out
 
 
@@ -367,16 +386,8 @@ class Engine:
                 raise EngineError("interface %s already has an XDP program (id %d, %s) that instance %s does "
                                   "not manage; detach it first (ip link set dev %s xdp off) or pick another "
                                   "interface" % (name, a["prog_id"], a["mode"], cfg.name, name))
-        dropped = []
-        for name in sorted((prev.get("interfaces") or {})):
-            if name in cfg.interfaces:
-                continue
-            idx = netlink.link_index(ipr, name)
-            if idx is None:
-                continue
-            a = netlink.xdp_query(ipr, idx)
-            if a["prog_id"] and a["prog_id"] in ours:
-                dropped.append((name, idx, a))
+        gone = [n for n in sorted((prev.get("interfaces") or {})) if n not in cfg.interfaces]
+        dropped = [(name, idx, a) for name, idx, a in programs_on(ipr, gone) if a["prog_id"] in ours]
 
         # maps: reuse, or recreate if the build changes their shape
         resize = mapset.shape_mismatch(sizes) if mapset.any_exists() else []
@@ -393,10 +404,16 @@ class Engine:
             raise EngineError(str(exc))
         # Health checks (health.py): backends the checker's status file says
         # are down get weight 0 in the rings; the state file keeps the
-        # configured weights.
+        # configured weights.  A ring whose inputs (effective weights, ids,
+        # scheduler, size) are those recorded, and whose live copy is still
+        # the recorded one, is taken from the maps instead of being built.
         down = health.drained(cfg.state_dir, cfg.name)
-        rings = dict((s.key, maps.service_ring(health.effective(s, down), bids, cfg.ring_size))
-                     for s in cfg.services)
+        rings, ring_record, built = maps.service_rings(
+            [health.effective(s, down) for s in cfg.services], sids, bids, cfg.ring_size, live,
+            prev.get("rings"))
+        digests = dict((k, v["ring"]) for k, v in ring_record.items())
+        # rings taken from the maps: their live digest is known too (diff before)
+        live_digests = dict((sids[k], v["ring"][:12]) for k, v in ring_record.items() if k not in built)
         want = maps.desired_tables(cfg, sids, bids, live, snat[4], snat[6], tx, rings)
         ops = maps.plan(live, want, cfg.ring_size)
 
@@ -438,6 +455,7 @@ class Engine:
                           "defines": sizes},
                 "program": program,
                 "ids": {"services": sids, "backends": bids},
+                "rings": ring_record,
                 "nat_source": {"ipv4": snat[4], "ipv6": snat[6]},
                 "neighbours": [[a, n] for a, _i, n in neigh_want],
                 "interfaces": dict((n, {"mode": cfg.attach_mode}) for n in cfg.interfaces),
@@ -462,11 +480,12 @@ class Engine:
             self.changes.append("remove managed neighbour %s on %s" % (address, ifname))
         changed = bool(self.changes)
 
+        services_after = describe_config(cfg, sids, bids, rings, digests)
         result = {
             "changed": changed, "name": cfg.name, "state": "present", "mode": cfg.mode,
             "pin_dir": cfg.pin_dir, "state_file": cfg.state_file, "netns": cfg.netns,
             "nat_source_ipv4": snat[4], "nat_source_ipv6": snat[6],
-            "services": describe_config(cfg, sids, bids, rings),
+            "services": services_after,
             "changes": self.changes,
         }
         if self.want_diff:
@@ -482,7 +501,7 @@ class Engine:
                     "nat_source_ipv4": cfg_live.get("nat_source_ipv4"),
                     "nat_source_ipv6": cfg_live.get("nat_source_ipv6"),
                     "redirect_ports": [netlink.link_name(ipr, i) or i for _s, i in sorted(live.tx_ports.items())],
-                    "services": describe_tables(live, weights_of(prev)),
+                    "services": describe_tables(live, weights_of(prev), live_digests),
                 }
                 for name, _idx, a in dropped:
                     before["interfaces"][name] = {"prog_id": a["prog_id"], "mode": a["mode"]}
@@ -494,7 +513,7 @@ class Engine:
                                         "mode": cfg.attach_mode}) for n in cfg.interfaces),
                 "nat_source_ipv4": snat[4], "nat_source_ipv6": snat[6],
                 "redirect_ports": list(cfg.redirect_interfaces),
-                "services": describe_config(cfg, sids, bids, rings),
+                "services": services_after,
             }
             result["diff"] = {"before": before, "after": after}
 
@@ -692,15 +711,11 @@ class Engine:
             detach = []
             try:
                 with netlink.iproute() as ipr:
-                    for name in names:
-                        idx = netlink.link_index(ipr, name)
-                        if idx is None:
-                            continue
-                        a = netlink.xdp_query(ipr, idx)
-                        if a["prog_id"] and a["prog_id"] in ours:
+                    for name, idx, a in programs_on(ipr, names):
+                        if a["prog_id"] in ours:
                             detach.append((name, idx, a))
                             changes.append("detach from %s" % name)
-                        elif a["prog_id"]:
+                        else:
                             self.warnings.append("%s has XDP program %d, not this instance's: left alone"
                                                  % (name, a["prog_id"]))
                     neigh = []

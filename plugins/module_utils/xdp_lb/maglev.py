@@ -28,6 +28,7 @@ __metaclass__ = type
 
 import hashlib
 import heapq
+import math
 
 
 def permutation(key, size):
@@ -72,11 +73,13 @@ def turn_order(weights, count):
     """The first ``count`` values of ``turns(weights)``, as a list, computed without a heap.
 
     Turn ``k`` of backend ``i`` is due in pass ``ceil(k * top / w)``; the
-    sequence is every turn sorted by (pass, index).  Each backend's turns
-    up to the pass where the ``count``-th turn falls are listed as one
-    integer key ``pass * n + index`` and sorted once.
+    sequence is every turn sorted by (pass, index).  A backend has at most
+    one turn per pass (``w <= top``) and backends of the same weight have
+    their turns in the same passes, so each pass is the merge of the index
+    lists of the weights due in it; a pass with the same set of weights
+    due as an earlier one repeats that merge (with equal weights every pass
+    is the list of all backends).
     """
-    n = len(weights)
     active = [(i, w) for i, w in enumerate(weights) if w > 0]
     if not active or count <= 0:
         return []
@@ -86,11 +89,22 @@ def turn_order(weights, count):
     last = (count * top + total - 1) // total
     while sum(last * w // top for _i, w in active) < count:
         last += len(active)
-    keys = []
+    groups = {}
     for i, w in active:
-        keys.extend(((k * top + w - 1) // w) * n + i for k in range(1, last * w // top + 1))
-    keys.sort()
-    return [key % n for key in keys[:count]]
+        groups.setdefault(w, []).append(i)
+    merged = {}
+    out = []
+    for p in range(1, last + 1):
+        # weight w has a turn in pass p when floor(p * w / top) grows
+        due = tuple(w for w in groups if (p * w) // top != ((p - 1) * w) // top)
+        order = merged.get(due)
+        if order is None:
+            order = merged[due] = sorted(i for w in due for i in groups[w])
+        out.extend(order)
+        if len(out) >= count:
+            break
+    del out[count:]
+    return out
 
 
 def maglev_table(backends, size, empty=0):
@@ -113,8 +127,13 @@ def maglev_table(backends, size, empty=0):
     nexts = [offset for offset, _skip in perms]
     skips = [skip for _offset, skip in perms]
     values = [v for _k, _w, v in items]
+    order = turn_order([w for _k, w, _v in items], size)
     # Every turn fills exactly one position: size turns fill the table.
-    for i in turn_order([w for _k, w, _v in items], size):
+    # While many positions are free, walk each backend's permutation; the
+    # last ones would take about size / free steps per turn, so with
+    # ``tail`` positions left switch to scanning the free positions.
+    tail = min(size, max(1, math.isqrt(size)))
+    for i in order[:size - tail]:
         pos = nexts[i]
         skip = skips[i]
         while table[pos] is not None:
@@ -126,7 +145,32 @@ def maglev_table(backends, size, empty=0):
         if pos >= size:
             pos -= size
         nexts[i] = pos
+    _fill_tail(table, order[size - tail:], perms, nexts, values, size)
     return table
+
+
+def _fill_tail(table, order, perms, nexts, values, size):
+    """The last turns of ``maglev_table``: same positions, found from the free ones.
+
+    From its next candidate ``pos``, backend ``i`` reaches position ``p``
+    after ``(p - pos) / skip`` steps (mod ``size``, a prime).  The walk
+    would stop at the free position with the fewest steps: taken positions
+    stay taken.
+    """
+    free = [p for p in range(size) if table[p] is None]
+    inverse = {}
+    for i in order:
+        pos = nexts[i]
+        skip = perms[i][1]
+        if table[pos] is not None:
+            inv = inverse.get(i)
+            if inv is None:
+                inv = inverse[i] = pow(skip, -1, size)   # skip^-1 mod size (a prime)
+            steps = min([(p - pos) * inv % size for p in free])
+            pos = (pos + steps * skip) % size
+        table[pos] = values[i]
+        free.remove(pos)
+        nexts[i] = (pos + skip) % size
 
 
 def spread_table(backends, size, empty=0):

@@ -111,14 +111,18 @@ def decode_config(value):
     return out
 
 
-def ring_digest(ring):
-    """Short digest of a ring's content (for diff output)."""
+def ring_digest(ring, full=False):
+    """Digest of a ring's content: short (12 hex digits, diff output) or ``full`` (SHA-256 hex).
+
+    The short digest is the start of the full one.
+    """
     if ring is None:
         return None
     values = array.array("I", ring)     # 4-byte unsigned on every Linux platform
     if sys.byteorder == "big":
         values.byteswap()
-    return hashlib.sha256(values.tobytes()).hexdigest()[:12]
+    digest = hashlib.sha256(values.tobytes()).hexdigest()
+    return digest if full else digest[:12]
 
 
 def expected_map_shapes(sizes):
@@ -231,13 +235,20 @@ class Tables:
         return v.id, v.ring_slot, v.sched
 
     def active_backends(self):
-        """{id: (service_id, address, port, active)} of the backends the map holds."""
+        """{id: (service_id, address, port, active)} of the backends the map holds.
+
+        Decoded once per content of ``backends`` (ids, plan and the diff all ask).
+        """
+        memo = getattr(self, "_decoded", None)
+        if memo is not None and memo[0] == self.backends:
+            return dict(memo[1])
         out = {}
         for bid, raw in self.backends.items():
             d = decode_backend(layout.LbBackend.from_buffer_copy(raw))
             if d is not None:
                 out[bid] = d
-        return out
+        self._decoded = (dict(self.backends), out)
+        return dict(out)
 
 
 def read_tables(maps, ring_size, max_backends, max_redirect=None):
@@ -356,9 +367,67 @@ def assign_ids(services, live, prev_ids, max_services, max_backends):
 
 # ---- desired content --------------------------------------------------------------
 
+def ring_items(svc, backend_ids):
+    """What a service's ring is built from: [(backend key, weight, backend id)]."""
+    return [(b.key, b.weight, backend_ids[backend_key_str(svc.key, b.address, b.port)]) for b in svc.backends]
+
+
 def service_ring(svc, backend_ids, ring_size):
-    items = [(b.key, b.weight, backend_ids[backend_key_str(svc.key, b.address, b.port)]) for b in svc.backends]
-    return tuple(maglev.build_table(svc.scheduler, items, ring_size))
+    return tuple(maglev.build_table(svc.scheduler, ring_items(svc, backend_ids), ring_size))
+
+
+# Part of every ring inputs digest: change it when maglev.py builds a
+# different table from the same inputs, so recorded digests stop matching.
+RING_ALGORITHM = 1
+
+
+def ring_inputs_digest(svc, backend_ids, ring_size):
+    """SHA-256 hex of everything ``service_ring`` depends on.
+
+    ``svc`` carries the effective weights (health drains applied), so a
+    drain or a recovery changes the digest like a configured weight does.
+    The order of the backends does not matter (maglev sorts them by key).
+    """
+    items = sorted(ring_items(svc, backend_ids))
+    text = repr((RING_ALGORITHM, svc.scheduler, ring_size, items))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def service_rings(services, sids, bids, ring_size, live, recorded=None):
+    """The ring of every service, and what to record about it.
+
+    Returns ``(rings, record, built)``: ``rings`` {service key: ring tuple},
+    ``record`` {service key: {"inputs": inputs digest, "ring": full ring
+    digest}} for the state file, ``built`` the keys whose ring was built.
+
+    A ring is not built again when the service's inputs digest equals the
+    one ``recorded`` (the previous run's ``record``) and the ring the maps
+    hold for it (``live``, read from the service's live slot) still has the
+    recorded digest: then that live ring is the one the inputs give.  Any
+    other case builds it (new service, changed inputs, maps recreated or
+    emptied, a ring changed by hand): the plan then repairs what differs.
+    """
+    recorded = recorded or {}
+    rings, record, built = {}, {}, []
+    for svc in services:
+        inputs = ring_inputs_digest(svc, bids, ring_size)
+        rec = recorded.get(svc.key)
+        ring = digest = None
+        entry = live.service_entry(svc.key)
+        if isinstance(rec, dict) and rec.get("inputs") == inputs and entry is not None \
+                and entry[0] == sids[svc.key]:
+            have = live.rings.get(entry[0])
+            if have is not None and len(have) == ring_size:
+                have_digest = ring_digest(have, full=True)
+                if have_digest == rec.get("ring"):
+                    ring, digest = have, have_digest
+        if ring is None:
+            ring = service_ring(svc, bids, ring_size)
+            digest = ring_digest(ring, full=True)
+            built.append(svc.key)
+        rings[svc.key] = ring
+        record[svc.key] = {"inputs": inputs, "ring": digest}
+    return rings, record, built
 
 
 def desired_tables(cfg, sids, bids, live, snat_v4=None, snat_v6=None, tx_ifindexes=None, rings=None):
@@ -506,7 +575,7 @@ def _do(maps, op, value):
         sid, slot = op.key
         ring = value
         start = layout.ring_index(sid, slot, 0, len(ring))
-        m.update_batch(list(range(start, start + len(ring))), list(ring))
+        m.update_batch(range(start, start + len(ring)), ring)
     elif op.kind == "clear":
         m.update(layout.U32(op.key), [layout.LbCounter()] * bpf.possible_cpus())
     elif value is None and op.map in ARRAYS:

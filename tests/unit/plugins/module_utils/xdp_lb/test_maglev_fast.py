@@ -70,3 +70,40 @@ def test_ring_digest_is_the_little_endian_u32_digest():
     want = hashlib.sha256(b"".join(v.to_bytes(4, "little") for v in ring)).hexdigest()[:12]
     assert maps.ring_digest(ring) == want
     assert maps.ring_digest(None) is None
+
+
+def reference_maglev(items, size):
+    """Maglev as the paper writes it: candidate n of backend i is (offset + n * skip) % size."""
+    items = sorted(items)
+    if not any(w > 0 for _k, w, _v in items):
+        return [0] * size
+    table = [None] * size
+    perms = [maglev.permutation(k, size) for k, _w, _v in items]
+    tried = [0] * len(items)
+    for i in itertools.islice(maglev.turns([w for _k, w, _v in items]), size):
+        offset, skip = perms[i]
+        while True:
+            pos = (offset + tried[i] * skip) % size
+            tried[i] += 1
+            if table[pos] is None:
+                table[pos] = items[i][2]
+                break
+    return table
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_maglev_table_equals_the_reference(seed):
+    """Probe walk and the free-position scan of the last turns give the paper's table."""
+    rnd = random.Random(1000 + seed)
+    size = rnd.choice([3, 5, 13, 101, 1009, 4099])
+    n = rnd.randint(1, min(40, size))
+    weights = [rnd.choice([0, 1, 2, 50, 100, 1000, rnd.randint(0, 1000)]) for dummy in range(n)]
+    items = [("198.18.1.%d:%d" % (i + 1, rnd.randint(1, 65535)), w, i + 1) for i, w in enumerate(weights)]
+    assert maglev.maglev_table(items, size) == reference_maglev(items, size)
+
+
+@pytest.mark.parametrize("weights", [[100] * 7, [100, 50, 100, 25, 100], [3, 5, 7, 11], [1, 1000]])
+def test_turn_order_long_runs(weights):
+    """Many passes, few distinct weights: the merged passes repeat and must stay in order."""
+    count = 20000
+    assert maglev.turn_order(weights, count) == list(itertools.islice(maglev.turns(weights), count))
