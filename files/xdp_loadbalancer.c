@@ -194,6 +194,8 @@ struct lb_packet {
 	__sum16 *l4_check;          /* TCP/UDP checksum field */
 	__u32 len;                  /* frame bytes, for the counters */
 	__u16 l3_len;               /* IPv4 tot_len / IPv6 header + payload, host order */
+	__u32 ingress;              /* ctx->ingress_ifindex (three dependent loads): read
+				     * once by next_hop() */
 };
 
 /* ---- parsing (xdp-tutorial style: cursor in, next protocol out) ---------- */
@@ -511,9 +513,10 @@ static __always_inline int verdict(struct lb_packet *pkt, int action, int reason
  * kept in lb_nexthop, per CPU, for XDP_LB_NH_TTL_MS:
  *
  *  - slot: the backend id (forward direction, nat and dsr), or a reply slot
- *    chosen by a hash of the client address (nat replies);
+ *    chosen by a hash of the client and VIP addresses (nat replies);
  *  - an entry is used only for the same destination address and family
- *    (backend ids and reply slots are shared), the same source address
+ *    (a backend id may be reused for another address, reply slots are
+ *    shared by every pair that hashes to them), the same source address
  *    (nat: the NAT address, replies: the VIP; dsr: the client's address is
  *    not compared), the same ingress interface, and a packet no longer
  *    than the MTU the lookup reported; anything else does the full lookup;
@@ -540,13 +543,13 @@ enum hop_result {
 };
 
 /* Writes the MACs and picks the action for egress interface out_ifindex. */
-static __always_inline enum hop_result hop_send(struct xdp_md *ctx, struct lb_packet *pkt,
-						const __u8 *dmac, const __u8 *smac,
-						__u32 out_ifindex, int *action)
+static __always_inline enum hop_result hop_send(struct lb_packet *pkt, const __u8 *dmac,
+						const __u8 *smac, __u32 out_ifindex,
+						int *action)
 {
 	__builtin_memcpy(pkt->eth->h_dest, dmac, ETH_ALEN);
 	__builtin_memcpy(pkt->eth->h_source, smac, ETH_ALEN);
-	if (out_ifindex == ctx->ingress_ifindex)
+	if (out_ifindex == pkt->ingress)
 		*action = XDP_TX;
 	else
 		*action = bpf_redirect(out_ifindex, 0);
@@ -573,31 +576,28 @@ static __always_inline void addr_copy(__u32 *dst, const __u32 *src, __u8 family)
 	}
 }
 
-/* The entry of ``slot`` if it still answers this lookup, else NULL. */
-static __always_inline struct lb_nexthop *nh_cache_get(struct xdp_md *ctx,
-						       const struct lb_packet *pkt,
-						       struct lb_nexthop *nh,
-						       const __u32 *saddr, const __u32 *daddr,
-						       __u64 now)
+/* Does the entry still answer this lookup?  (An empty one never does:
+ * expires 0.) */
+static __always_inline int nh_cache_valid(const struct lb_packet *pkt,
+					  const struct lb_nexthop *nh,
+					  const __u32 *saddr, const __u32 *daddr, __u64 now)
 {
 	__u8 family = pkt->flow.family;
 
 	if (now >= nh->expires || nh->family != family ||
-	    nh->in_ifindex != ctx->ingress_ifindex || pkt->l3_len > nh->mtu)
-		return NULL;
+	    nh->in_ifindex != pkt->ingress || pkt->l3_len > nh->mtu)
+		return 0;
 	if (!addr_equal(nh->daddr, daddr, family))
-		return NULL;
-	if (saddr && !addr_equal(nh->saddr, saddr, family))
-		return NULL;
-	return nh;
+		return 0;
+	return !saddr || addr_equal(nh->saddr, saddr, family);
 }
 
 /* Keeps a successful lookup.  bpf_fib_lookup() checked pkt->l3_len against
  * the route's MTU; newer kernels also return that MTU in mtu_result (a union
  * with tot_len), older ones leave tot_len as it was: either way the stored
  * value is a length known to fit. */
-static __always_inline void nh_cache_put(struct xdp_md *ctx, const struct lb_packet *pkt,
-					 struct lb_nexthop *nh, const struct bpf_fib_lookup *fib,
+static __always_inline void nh_cache_put(const struct lb_packet *pkt, struct lb_nexthop *nh,
+					 const struct bpf_fib_lookup *fib,
 					 const __u32 *saddr, const __u32 *daddr, __u64 now)
 {
 	__u8 family = pkt->flow.family;
@@ -607,7 +607,7 @@ static __always_inline void nh_cache_put(struct xdp_md *ctx, const struct lb_pac
 	if (saddr)
 		addr_copy(nh->saddr, saddr, family);
 	nh->family = family;
-	nh->in_ifindex = ctx->ingress_ifindex;
+	nh->in_ifindex = pkt->ingress;
 	nh->out_ifindex = fib->ifindex;
 	nh->mtu = fib->mtu_result;
 	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
@@ -631,7 +631,7 @@ static __always_inline enum hop_result fib_next_hop(struct xdp_md *ctx, struct l
 	fib.sport = sport;
 	fib.dport = dport;
 	fib.tot_len = pkt->l3_len;
-	fib.ifindex = ctx->ingress_ifindex;
+	fib.ifindex = pkt->ingress;
 	if (pkt->ip4) {
 		fib.tos = pkt->ip4->tos;
 		fib.ipv4_src = saddr ? saddr[0] : pkt->flow.src[0];
@@ -651,9 +651,9 @@ static __always_inline enum hop_result fib_next_hop(struct xdp_md *ctx, struct l
 	}
 #if XDP_LB_NH_TTL_MS
 	if (nh)
-		nh_cache_put(ctx, pkt, nh, &fib, saddr, daddr, now);
+		nh_cache_put(pkt, nh, &fib, saddr, daddr, now);
 #endif
-	return hop_send(ctx, pkt, fib.dmac, fib.smac, fib.ifindex, action);
+	return hop_send(pkt, fib.dmac, fib.smac, fib.ifindex, action);
 }
 
 /* The next hop towards daddr (source saddr; NULL: the packet's own source,
@@ -668,13 +668,14 @@ static __always_inline enum hop_result next_hop(struct xdp_md *ctx, struct lb_pa
 	struct lb_nexthop *nh = NULL;
 	__u64 now = 0;
 
+	pkt->ingress = ctx->ingress_ifindex;
 #if XDP_LB_NH_TTL_MS
 	if (slot != NH_NO_SLOT)
 		nh = bpf_map_lookup_elem(&lb_nexthop, &slot);
 	if (nh) {
 		now = bpf_ktime_get_coarse_ns();
-		if (nh_cache_get(ctx, pkt, nh, saddr, daddr, now))
-			return hop_send(ctx, pkt, nh->dmac, nh->smac, nh->out_ifindex, action);
+		if (nh_cache_valid(pkt, nh, saddr, daddr, now))
+			return hop_send(pkt, nh->dmac, nh->smac, nh->out_ifindex, action);
 	}
 #endif
 	return fib_next_hop(ctx, pkt, saddr, daddr, sport, dport, action, nh, now);

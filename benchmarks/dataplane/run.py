@@ -18,8 +18,14 @@ kernel/1
 kernel/N
     One test run with repeat=N: the kernel reuses the buffer, so from the
     second iteration on the program sees its own output.  That is the path
-    named only where the output is again such a packet (redirect, dsr,
-    mac swap); for the nat paths it is mostly a "not a service" pass.
+    named where the output is again such a packet (redirect, dsr, mac swap)
+    and for the nat hit and reply paths, which run two map entries that
+    translate into each other; "nat, new flow" is a new flow once, then a
+    "not a service" pass.
+
+The "no next-hop cache" row is the same object built with
+-DXDP_LB_NH_TTL_MS=0 (every packet calls bpf_fib_lookup), loaded next to the
+default one on the same maps.
 """
 import argparse
 import ctypes as ct
@@ -188,6 +194,8 @@ SCENARIOS = [
      "1st run: new flow, then its own output: a pass (not a service)"),
     ("nat, conntrack hit", "lb", scen_nat_hit, L.XDP_REDIRECT, cycle_nat_hit,
      "conntrack hits (two flows translating into each other)"),
+    ("nat, conntrack hit, no next-hop cache", "lb_nocache", scen_nat_hit, L.XDP_REDIRECT,
+     cycle_nat_hit, "same, every packet through bpf_fib_lookup"),
     ("nat, reply (reverse)", "lb", scen_nat_reply, L.XDP_REDIRECT, cycle_nat_reply,
      "replies (two reply entries translating into each other)"),
     ("dsr, conntrack hit", "lb", scen_dsr_hit, L.XDP_REDIRECT, None,
@@ -331,7 +339,10 @@ def main():
         lab.start(obj)
         tiny = [bpf.LoadedObject(compile_tiny("xdp_" + name, build_dir), prog_name="xdp_" + name)
                 for name in ("drop", "macswap")]
-        progs = {"lb": lab.prog_fd, "drop": tiny[0].prog_fd, "macswap": tiny[1].prog_fd}
+        tiny.append(bpf.LoadedObject(build.compile_object(L.FILES, build_dir, {"XDP_LB_NH_TTL_MS": 0})[0],
+                                     lab.pin_root))
+        progs = {"lb": lab.prog_fd, "drop": tiny[0].prog_fd, "macswap": tiny[1].prog_fd,
+                 "lb_nocache": tiny[2].prog_fd}
 
         loops = {label: [] for label, *dummy in SCENARIOS}
         for dummy in range(args.rounds):
