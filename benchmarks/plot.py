@@ -114,7 +114,7 @@ def controlplane(doc):
                        fontsize=8)
     ax.set_xlabel("seconds: bars = process CPU time per step (median), markers = wall time")
     ax.legend(fontsize=7, ncol=4, loc="upper right")
-    ax.set_xlim(0, max(doc["summary"][k]["total_max"] for k in kinds) * 1.05)
+    ax.set_xlim(0, max([doc["summary"][k]["total_max"] for k in kinds] + [1.0]) * 1.1)   # the target shows
     ax.set_ylim(-0.6, len(kinds) - 0.2 + 0.8)
     ax.set_title("One change to a service with %d backends (ring %d), engine on real maps\n%s" % (
         doc["args"]["backends"], doc["args"]["ring_size"], subtitle(doc)), fontsize=9)

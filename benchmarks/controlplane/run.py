@@ -14,12 +14,15 @@ one UDP service with BACKENDS backends, scheduler maglev, ring_size 131071
 and REPEAT no-op reruns.  Each apply is timed end to end
 (engine.run(cfg)) and split by wrapping the engine's steps:
 
-  maglev      building the lookup tables (maglev.build_table)
+  maglev      building the lookup tables (maglev.build_table); a no-op rerun
+              builds none: the ring's inputs digest and the live ring's
+              digest match the state file (maps.service_rings)
   read        reading the live maps (maps.read_tables)
   plan        computing the difference (maps.plan, desired_tables, ids)
   write       the map writes (maps.apply: backends, the 131,071-entry ring in
               one batch update, the service flip)
-  digest      ring digests for the result/diff (maps.ring_digest)
+  digest      ring digests: the state file's record, result and diff
+              (maps.ring_digest)
   state       the state file (state.save)
   other       the rest: host checks, netlink queries, program checks
 

@@ -5,9 +5,11 @@
 
 ``<state_dir>/<name>.json`` records what was applied: the validated
 config, the build (hash, object, source dir), the program id, the stable
-service/backend ids, the resolved NAT source addresses and the managed
-neighbour entries.  It is enough to restore the instance after a reboot
-(``engine.restore``) and lets a rerun compare instead of rewrite.
+service/backend ids, per service the digests of its ring's inputs and of
+the ring (``maps.service_rings``: a rerun with the same inputs takes the
+live ring instead of building it), the resolved NAT source addresses and
+the managed neighbour entries.  It is enough to restore the instance after
+a reboot (``engine.restore``) and lets a rerun compare instead of rewrite.
 
 ``<state_dir>/<name>.lock`` serialises concurrent runs (fcntl.flock).
 """
