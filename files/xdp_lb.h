@@ -42,6 +42,9 @@
 #ifndef XDP_LB_NH_TTL_MS
 #define XDP_LB_NH_TTL_MS 100        /* next-hop cache lifetime; 0 = no cache */
 #endif
+#ifndef XDP_LB_SVC_TTL_MS
+#define XDP_LB_SVC_TTL_MS XDP_LB_NH_TTL_MS  /* service cache lifetime; 0 = no cache */
+#endif
 #ifndef XDP_LB_NH_REPLY_SLOTS
 #define XDP_LB_NH_REPLY_SLOTS 1024  /* next-hop cache slots for NAT replies (by client) */
 #endif
@@ -176,6 +179,16 @@ struct lb_nexthop {
 	__u8 pad;
 	__u8 dmac[6];
 	__u8 smac[6];
+};
+
+/* lb_svc_cache[service id] (per CPU): the key lb_services had for this id
+ * when the data plane last looked it up, for XDP_LB_SVC_TTL_MS.  Lets a
+ * conntrack hit skip the lb_services lookup.  Written by the data plane
+ * only; zeroed entries are empty. */
+struct lb_svc_cache {
+	struct lb_service_key key;
+	__u32 pad;
+	__u64 expires;              /* bpf_ktime_get_coarse_ns() deadline; 0 = empty */
 };
 
 /* lb_stats[enum xdp_lb_stat], lb_backend_stats[backend id],

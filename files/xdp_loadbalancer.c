@@ -176,6 +176,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_nexthop SEC(".maps");
 
+/* Service cache (see known_flow()): per CPU, like lb_nexthop. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_svc_cache);
+	__uint(max_entries, XDP_LB_MAX_SERVICES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_svc_cache SEC(".maps");
+
 /* ---- per-packet state ------------------------------------------------------ */
 
 /* TCP and UDP both start with the two ports; the checksum sits at a
@@ -196,6 +205,7 @@ struct lb_packet {
 	__u16 l3_len;               /* IPv4 tot_len / IPv6 header + payload, host order */
 	__u32 ingress;              /* ctx->ingress_ifindex (three dependent loads): read
 				     * once by next_hop() */
+	__u64 now;                  /* the caches' clock, 0 until cache_clock() reads it */
 };
 
 /* ---- parsing (xdp-tutorial style: cursor in, next protocol out) ---------- */
@@ -504,6 +514,26 @@ static __always_inline int verdict(struct lb_packet *pkt, int action, int reason
 
 #define NO_REASON (-1)
 
+/* ---- caches -------------------------------------------------------------------
+ * Two per-CPU caches spare the hit path its two most expensive steps:
+ * lb_nexthop (bpf_fib_lookup results, see next_hop()) and lb_svc_cache
+ * (lb_services lookups, see known_flow()).  Both go stale by time only,
+ * on a clock read at most once per packet: bpf_ktime_get_coarse_ns() moves
+ * once per tick, which is precise enough for lifetimes of milliseconds and
+ * costs a few ns (bpf_ktime_get_ns() costs ~45 ns on a VM; bpf_jiffies64()
+ * is cheaper still, but turning jiffies into milliseconds needs the
+ * kernel's CONFIG_HZ, which libbpf can only read from a config file that a
+ * host may not have). */
+
+#if XDP_LB_NH_TTL_MS || XDP_LB_SVC_TTL_MS
+static __always_inline __u64 cache_clock(struct lb_packet *pkt)
+{
+	if (!pkt->now)
+		pkt->now = bpf_ktime_get_coarse_ns();
+	return pkt->now;
+}
+#endif
+
 /* ---- next hop ------------------------------------------------------------------
  *
  * bpf_fib_lookup() gives the egress interface and both MACs as the kernel
@@ -578,13 +608,12 @@ static __always_inline void addr_copy(__u32 *dst, const __u32 *src, __u8 family)
 
 /* Does the entry still answer this lookup?  (An empty one never does:
  * expires 0.) */
-static __always_inline int nh_cache_valid(const struct lb_packet *pkt,
-					  const struct lb_nexthop *nh,
-					  const __u32 *saddr, const __u32 *daddr, __u64 now)
+static __always_inline int nh_cache_valid(struct lb_packet *pkt, const struct lb_nexthop *nh,
+					  const __u32 *saddr, const __u32 *daddr)
 {
 	__u8 family = pkt->flow.family;
 
-	if (now >= nh->expires || nh->family != family ||
+	if (cache_clock(pkt) >= nh->expires || nh->family != family ||
 	    nh->in_ifindex != pkt->ingress || pkt->l3_len > nh->mtu)
 		return 0;
 	if (!addr_equal(nh->daddr, daddr, family))
@@ -596,9 +625,9 @@ static __always_inline int nh_cache_valid(const struct lb_packet *pkt,
  * the route's MTU; newer kernels also return that MTU in mtu_result (a union
  * with tot_len), older ones leave tot_len as it was: either way the stored
  * value is a length known to fit. */
-static __always_inline void nh_cache_put(const struct lb_packet *pkt, struct lb_nexthop *nh,
+static __always_inline void nh_cache_put(struct lb_packet *pkt, struct lb_nexthop *nh,
 					 const struct bpf_fib_lookup *fib,
-					 const __u32 *saddr, const __u32 *daddr, __u64 now)
+					 const __u32 *saddr, const __u32 *daddr)
 {
 	__u8 family = pkt->flow.family;
 
@@ -612,7 +641,7 @@ static __always_inline void nh_cache_put(const struct lb_packet *pkt, struct lb_
 	nh->mtu = fib->mtu_result;
 	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
 	__builtin_memcpy(nh->smac, fib->smac, ETH_ALEN);
-	nh->expires = now + NH_TTL_NS;
+	nh->expires = cache_clock(pkt) + NH_TTL_NS;
 }
 #endif
 
@@ -621,7 +650,7 @@ static __always_inline void nh_cache_put(const struct lb_packet *pkt, struct lb_
 static __always_inline enum hop_result fib_next_hop(struct xdp_md *ctx, struct lb_packet *pkt,
 						    const __u32 *saddr, const __u32 *daddr,
 						    __be16 sport, __be16 dport, int *action,
-						    struct lb_nexthop *nh, __u64 now)
+						    struct lb_nexthop *nh)
 {
 	struct bpf_fib_lookup fib = {};
 	int rc;
@@ -651,7 +680,7 @@ static __always_inline enum hop_result fib_next_hop(struct xdp_md *ctx, struct l
 	}
 #if XDP_LB_NH_TTL_MS
 	if (nh)
-		nh_cache_put(pkt, nh, &fib, saddr, daddr, now);
+		nh_cache_put(pkt, nh, &fib, saddr, daddr);
 #endif
 	return hop_send(pkt, fib.dmac, fib.smac, fib.ifindex, action);
 }
@@ -666,19 +695,15 @@ static __always_inline enum hop_result next_hop(struct xdp_md *ctx, struct lb_pa
 						int *action)
 {
 	struct lb_nexthop *nh = NULL;
-	__u64 now = 0;
 
 	pkt->ingress = ctx->ingress_ifindex;
 #if XDP_LB_NH_TTL_MS
 	if (slot != NH_NO_SLOT)
 		nh = bpf_map_lookup_elem(&lb_nexthop, &slot);
-	if (nh) {
-		now = bpf_ktime_get_coarse_ns();
-		if (nh_cache_valid(pkt, nh, saddr, daddr, now))
-			return hop_send(pkt, nh->dmac, nh->smac, nh->out_ifindex, action);
-	}
+	if (nh && nh_cache_valid(pkt, nh, saddr, daddr))
+		return hop_send(pkt, nh->dmac, nh->smac, nh->out_ifindex, action);
 #endif
-	return fib_next_hop(ctx, pkt, saddr, daddr, sport, dport, action, nh, now);
+	return fib_next_hop(ctx, pkt, saddr, daddr, sport, dport, action, nh);
 }
 
 /* lb_nexthop slot of a reply from ``vip`` to ``client`` (the reply slots
@@ -774,20 +799,92 @@ static __always_inline int lb_nat_reply(struct xdp_md *ctx, struct lb_packet *pk
 
 /* ---- scheduling -------------------------------------------------------------------- */
 
-/* A backend we may send this flow to: present, active, of this service and
- * of the packet's family. */
-static __always_inline struct lb_backend *usable_backend(__u32 id, const struct lb_service *svc,
-							 __u8 family)
+/* Backend ``id`` if present, active and of the packet's family. */
+static __always_inline struct lb_backend *active_backend(__u32 id, __u8 family)
 {
 	struct lb_backend *be;
 
 	if (id == 0)
 		return NULL;
 	be = bpf_map_lookup_elem(&lb_backends, &id);
-	if (!be || !(be->flags & XDP_LB_BACKEND_ACTIVE) ||
-	    be->service_id != svc->id || be->family != family)
+	if (!be || !(be->flags & XDP_LB_BACKEND_ACTIVE) || be->family != family)
 		return NULL;
 	return be;
+}
+
+/* A backend we may send this flow to: active, of the packet's family and
+ * of this service. */
+static __always_inline struct lb_backend *usable_backend(__u32 id, const struct lb_service *svc,
+							 __u8 family)
+{
+	struct lb_backend *be = active_backend(id, family);
+
+	return be && be->service_id == svc->id ? be : NULL;
+}
+
+#define SVC_TTL_NS ((__u64)XDP_LB_SVC_TTL_MS * 1000000)
+
+/* lb_services[(dst, dport, proto, family)]; a hit is also kept in
+ * lb_svc_cache[its id] for XDP_LB_SVC_TTL_MS. */
+static __always_inline struct lb_service *lookup_service(struct lb_packet *pkt)
+{
+	struct lb_service_key key = {};
+	struct lb_service *svc;
+
+	__builtin_memcpy(key.vip, pkt->flow.dst, sizeof(key.vip));
+	key.port = pkt->flow.dport;
+	key.proto = pkt->flow.proto;
+	key.family = pkt->flow.family;
+	svc = bpf_map_lookup_elem(&lb_services, &key);
+#if XDP_LB_SVC_TTL_MS
+	if (svc) {
+		__u32 sid = svc->id;
+		struct lb_svc_cache *sc = bpf_map_lookup_elem(&lb_svc_cache, &sid);
+
+		if (sc) {
+			sc->key = key;
+			sc->expires = cache_clock(pkt) + SVC_TTL_NS;
+		}
+	}
+#endif
+	return svc;
+}
+
+/* A conntrack hit without the lb_services lookup.  The entry names the
+ * backend, the backend names its service, and lb_svc_cache[that service]
+ * says which (VIP, port, protocol) the service had when this CPU last
+ * looked it up, less than XDP_LB_SVC_TTL_MS ago.  If that is this packet's,
+ * the flow keeps its backend, as usable_backend() would decide after the
+ * lookup; otherwise (NULL) the caller looks the service up.  The price: a
+ * service removed, or its id given to another (VIP, port, protocol)
+ * together with the backend's id, is seen by its established flows up to
+ * that lifetime later (its backends are cleared in the same change, which
+ * ends them at once in every other case). */
+static __always_inline struct lb_backend *known_flow(struct lb_packet *pkt,
+						     const struct lb_ct_entry *ct)
+{
+#if XDP_LB_SVC_TTL_MS
+	const struct lb_flow *f = &pkt->flow;
+	struct lb_svc_cache *sc;
+	struct lb_backend *be;
+	__u32 sid;
+
+	be = active_backend(ct->backend_id, f->family);
+	if (!be)
+		return NULL;
+	sid = be->service_id;
+	sc = bpf_map_lookup_elem(&lb_svc_cache, &sid);
+	if (!sc || cache_clock(pkt) >= sc->expires)
+		return NULL;
+	if (sc->key.port != f->dport || sc->key.proto != f->proto ||
+	    sc->key.family != f->family || sc->key.vip[0] != f->dst[0] ||
+	    sc->key.vip[1] != f->dst[1] || sc->key.vip[2] != f->dst[2] ||
+	    sc->key.vip[3] != f->dst[3])
+		return NULL;
+	return be;
+#else
+	return NULL;
+#endif
 }
 
 /* New flow: hash -> the service's live ring -> backend id. */
@@ -864,9 +961,8 @@ SEC("xdp")
 int xdp_lb(struct xdp_md *ctx)
 {
 	struct lb_packet pkt = {};
-	struct lb_service_key key = {};
 	struct lb_ct_entry *ct, new_ct = {};
-	struct lb_service *svc;
+	struct lb_service *svc = NULL;
 	struct lb_backend *be = NULL;
 	struct lb_config *cfg;
 	__u32 zero = 0, be_id = 0;
@@ -899,26 +995,26 @@ int xdp_lb(struct xdp_md *ctx)
 		return verdict(&pkt, XDP_PASS, NO_REASON);
 	}
 
-	__builtin_memcpy(key.vip, pkt.flow.dst, sizeof(key.vip));
-	key.port = pkt.flow.dport;
-	key.proto = pkt.flow.proto;
-	key.family = pkt.flow.family;
-	svc = bpf_map_lookup_elem(&lb_services, &key);
-	if (!svc)
-		return verdict(&pkt, XDP_PASS, NO_REASON);
-
-	/* Known flow: keep its backend while that backend is active (a
-	 * draining backend, weight 0, is out of the ring but still active). */
+	/* Known flow: keep its backend while that backend is active and of
+	 * the flow's service (a draining backend, weight 0, is out of the ring
+	 * but still active).  The service cache usually answers for the
+	 * service; otherwise, and for every other packet, lb_services does:
+	 * not a service, pass. */
 	ct = bpf_map_lookup_elem(&lb_ct, &pkt.flow);
-	if (ct) {
-		be = usable_backend(ct->backend_id, svc, pkt.flow.family);
-		if (be) {
-			known = 1;
-			be_id = ct->backend_id;
-			nat_port = ct->nat_port;
-		}
-	}
+	if (ct)
+		be = known_flow(&pkt, ct);
 	if (!be) {
+		svc = lookup_service(&pkt);
+		if (!svc)
+			return verdict(&pkt, XDP_PASS, NO_REASON);
+		if (ct)
+			be = usable_backend(ct->backend_id, svc, pkt.flow.family);
+	}
+	if (be) {
+		known = 1;
+		be_id = ct->backend_id;
+		nat_port = ct->nat_port;
+	} else {
 		be_id = pick_backend(&pkt, svc);
 		be = usable_backend(be_id, svc, pkt.flow.family);
 		if (!be) {
@@ -952,7 +1048,7 @@ int xdp_lb(struct xdp_md *ctx)
 	if (!nat_port) {
 		nat_port = nat_alloc_port(&pkt, cfg, be, be_id, snat, bport);
 		if (!nat_port) {
-			lb_debug("no free nat port for service %u", svc->id);
+			lb_debug("no free nat port for service %u", be->service_id);
 			return verdict(&pkt, XDP_DROP, XDP_LB_STAT_CT_FULL);
 		}
 		lb_debug("nat: new flow to backend %u, port %u", be_id, bpf_ntohs(nat_port));

@@ -42,3 +42,29 @@ def lab(lab_session):
     """The session lab with empty maps."""
     lab_session.reset()
     return lab_session
+
+
+@pytest.fixture
+def one_cpu():
+    """Runs the test on one CPU: the caches are per CPU, so a test that
+    expects a packet to find what an earlier one left must not migrate."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@pytest.fixture
+def use_build(lab, build_dir, obj_path, one_cpu):
+    """use_build(**defines): the lab runs the data plane built with these
+    defines (on the same maps) until the test ends, then the default one.
+    The test runs on one CPU (see one_cpu)."""
+    def use(**defines):
+        lab.load(build.compile_object(FILES, build_dir, defines)[0])
+        return lab
+    try:
+        yield use
+    finally:
+        lab.load(obj_path)

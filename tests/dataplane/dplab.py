@@ -249,13 +249,22 @@ class Lab:
             self.maps["lb_tx_ports"].delete(layout.U32(slot))
         self.maps["lb_rr"].update(layout.U32(0), [layout.U32(0)] * bpf.possible_cpus())
         self.flush_nexthops()
+        self.flush_services()
+
+    def _zero(self, name, count):
+        vtype = layout.MAPS[name][1]
+        self.maps[name].update_batch([layout.U32(i) for i in range(count)],
+                                     [vtype()] * (count * bpf.possible_cpus()))
 
     def flush_nexthops(self):
         """Empty the next-hop cache (every slot, every CPU), as the control
         plane may: tests change neighbours and backends between cases."""
-        n = layout.DEFAULT_SIZES["XDP_LB_MAX_BACKENDS"] + layout.DEFAULT_SIZES["XDP_LB_NH_REPLY_SLOTS"]
-        self.maps["lb_nexthop"].update_batch(
-            [layout.U32(i) for i in range(n)], [layout.LbNexthop()] * (n * bpf.possible_cpus()))
+        self._zero("lb_nexthop", layout.DEFAULT_SIZES["XDP_LB_MAX_BACKENDS"] +
+                   layout.DEFAULT_SIZES["XDP_LB_NH_REPLY_SLOTS"])
+
+    def flush_services(self):
+        """Empty the service cache (lb_svc_cache)."""
+        self._zero("lb_svc_cache", layout.DEFAULT_SIZES["XDP_LB_MAX_SERVICES"])
 
     # ---- readers ----------------------------------------------------------------
     def _counter(self, name, index):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import build, layout
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import layout
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.command import run
 
 import dplab as L
@@ -21,24 +21,6 @@ FAMILIES = {4: (L.CLIENT4, L.BACKENDS4, L.SNAT4), 6: (L.CLIENT6, L.BACKENDS6, L.
 NEW_MAC = "02:00:00:00:99:99"
 HOUR_MS = 3600 * 1000
 REPLY_BASE = layout.DEFAULT_SIZES["XDP_LB_MAX_BACKENDS"]
-
-
-@pytest.fixture(scope="module")
-def builds(build_dir):
-    return {ttl: build.compile_object(L.FILES, build_dir, {"XDP_LB_NH_TTL_MS": ttl})[0]
-            for ttl in (HOUR_MS, 1, 0)}
-
-
-@pytest.fixture
-def use_build(lab, builds, obj_path):
-    """use_build(ttl_ms): the session lab runs that build (same maps) until the test ends."""
-    def use(ttl):
-        lab.load(builds[ttl])
-        return lab
-    try:
-        yield use
-    finally:
-        lab.load(obj_path)
 
 
 @contextlib.contextmanager
@@ -79,7 +61,7 @@ def nat_port_of(lab, client, vip, sport):
 
 @pytest.mark.parametrize("family", [4, 6])
 def test_nat_cache_hit_gives_the_lookups_bytes(lab, use_build, family):
-    use_build(HOUR_MS)
+    use_build(XDP_LB_NH_TTL_MS=HOUR_MS)
     client, vip, bid = nat_setup(lab, family)
     be, snat = FAMILIES[family][1][0], FAMILIES[family][2]
     first = lab.run(client_frame(client, vip, "tcp", 35000, 80))
@@ -106,7 +88,7 @@ def test_nat_cache_hit_gives_the_lookups_bytes(lab, use_build, family):
 
 @pytest.mark.parametrize("family", [4, 6])
 def test_nat_changed_neighbour_is_seen_after_a_flush(lab, use_build, family):
-    use_build(HOUR_MS)
+    use_build(XDP_LB_NH_TTL_MS=HOUR_MS)
     client, vip, bid = nat_setup(lab, family)
     be = FAMILIES[family][1][0]
     old_mac = L.NEIGH[be][1]
@@ -122,7 +104,7 @@ def test_nat_changed_neighbour_is_seen_after_a_flush(lab, use_build, family):
 
 
 def test_expired_entry_is_looked_up_again(lab, use_build):
-    use_build(1)                     # 1 ms lifetime
+    use_build(XDP_LB_NH_TTL_MS=1)    # 1 ms lifetime
     client, vip, dummy = nat_setup(lab, 4)
     be = L.BACKENDS4[0]
     assert lab.run(client_frame(client, vip, "tcp", 35020, 80))[1][:6] == L.mac_bytes(L.NEIGH[be][1])
@@ -133,7 +115,7 @@ def test_expired_entry_is_looked_up_again(lab, use_build):
 
 
 def test_no_cache_build_looks_every_packet_up(lab, use_build):
-    use_build(0)
+    use_build(XDP_LB_NH_TTL_MS=0)
     client, vip, bid = nat_setup(lab, 4)
     be = L.BACKENDS4[0]
     assert lab.run(client_frame(client, vip, "tcp", 35030, 80))[0] == L.XDP_REDIRECT
@@ -145,7 +127,7 @@ def test_no_cache_build_looks_every_packet_up(lab, use_build):
 
 @pytest.mark.parametrize("family", [4, 6])
 def test_reused_backend_id_with_another_address_does_not_use_the_entry(lab, use_build, family):
-    use_build(HOUR_MS)
+    use_build(XDP_LB_NH_TTL_MS=HOUR_MS)
     client, vip, bid = nat_setup(lab, family)
     backends = FAMILIES[family][1]
     assert lab.run(client_frame(client, vip, "tcp", 35040, 80))[1][:6] == \
@@ -163,7 +145,7 @@ def test_reused_backend_id_with_another_address_does_not_use_the_entry(lab, use_
 
 @pytest.mark.parametrize("family", [4, 6])
 def test_packet_over_the_mtu_bypasses_the_entry(lab, use_build, family):
-    use_build(HOUR_MS)
+    use_build(XDP_LB_NH_TTL_MS=HOUR_MS)
     client, vip, bid = nat_setup(lab, family)
     assert lab.run(client_frame(client, vip, "tcp", 35050, 80))[0] == L.XDP_REDIRECT
     mtu = entries(lab, bid)[0].mtu
@@ -181,7 +163,7 @@ def test_packet_over_the_mtu_bypasses_the_entry(lab, use_build, family):
 
 @pytest.mark.parametrize("family", [4, 6])
 def test_unresolved_neighbour_is_never_cached(lab, use_build, family):
-    use_build(HOUR_MS)
+    use_build(XDP_LB_NH_TTL_MS=HOUR_MS)
     unresolved = L.NO_NEIGH4 if family == 4 else L.NO_NEIGH6
     client, vip, bid = nat_setup(lab, family, backend=unresolved)
     assert lab.run(client_frame(client, vip, "tcp", 35060, 80))[0] == L.XDP_PASS
@@ -197,7 +179,7 @@ def test_unresolved_neighbour_is_never_cached(lab, use_build, family):
 
 
 def test_entry_is_per_ingress_interface(lab, use_build):
-    use_build(HOUR_MS)
+    use_build(XDP_LB_NH_TTL_MS=HOUR_MS)
     client, vip, bid = nat_setup(lab, 4)
     assert lab.run(client_frame(client, vip, "tcp", 35070, 80), "xlbdp0")[0] == L.XDP_REDIRECT
     assert entries(lab, bid)[0].in_ifindex == lab.ifindex["xlbdp0"]
@@ -208,7 +190,7 @@ def test_entry_is_per_ingress_interface(lab, use_build):
 
 
 def test_changed_nat_source_does_not_use_the_entry(lab, use_build):
-    use_build(HOUR_MS)
+    use_build(XDP_LB_NH_TTL_MS=HOUR_MS)
     client, vip, bid = nat_setup(lab, 4)
     assert lab.run(client_frame(client, vip, "tcp", 35080, 80))[0] == L.XDP_REDIRECT
     cfg = lab.configure(layout.MODE_NAT)
@@ -221,7 +203,7 @@ def test_changed_nat_source_does_not_use_the_entry(lab, use_build):
 
 @pytest.mark.parametrize("family", [4, 6])
 def test_dsr_uses_the_entry_for_every_client(lab, use_build, family):
-    use_build(HOUR_MS)
+    use_build(XDP_LB_NH_TTL_MS=HOUR_MS)
     be = FAMILIES[family][1][1]
     clients = ["198.18.0.10", "198.18.0.11"] if family == 4 else ["fd00:18::10", "fd00:18::11"]
     lab.configure(layout.MODE_DSR)
@@ -241,7 +223,7 @@ def test_dsr_uses_the_entry_for_every_client(lab, use_build, family):
 
 @pytest.mark.parametrize("family", [4, 6])
 def test_reply_cache_by_client(lab, use_build, family):
-    use_build(HOUR_MS)
+    use_build(XDP_LB_NH_TTL_MS=HOUR_MS)
     client, vip, dummy = nat_setup(lab, family)
     be, snat = FAMILIES[family][1][0], FAMILIES[family][2]
     assert lab.run(client_frame(client, vip, "tcp", 35090, 80))[0] == L.XDP_REDIRECT

@@ -26,6 +26,7 @@ DEFAULT_SIZES = {
     "XDP_LB_MAX_REDIRECT": 64,
     "XDP_LB_PORT_PROBES": 8,
     "XDP_LB_NH_TTL_MS": 100,
+    "XDP_LB_SVC_TTL_MS": 100,
     "XDP_LB_NH_REPLY_SLOTS": 1024,
 }
 
@@ -140,6 +141,14 @@ class LbNexthop(ct.Structure):
     ]
 
 
+class LbSvcCache(ct.Structure):
+    _fields_ = [
+        ("key", LbServiceKey),
+        ("pad", ct.c_uint32),
+        ("expires", ct.c_uint64),
+    ]
+
+
 U32 = ct.c_uint32
 
 # name -> (key type, value type, per-CPU).  Names are the pin names.
@@ -156,11 +165,12 @@ MAPS = {
     "lb_tx_ports": (U32, U32, False),
     "lb_rr": (U32, U32, True),
     "lb_nexthop": (U32, LbNexthop, True),
+    "lb_svc_cache": (U32, LbSvcCache, True),
 }
 
 # Maps that only cache what the data plane can find again (zeroing them is
 # always safe; an instance pinned before they existed lacks them).
-CACHE_MAPS = ("lb_nexthop",)
+CACHE_MAPS = ("lb_nexthop", "lb_svc_cache")
 
 
 def pack_addr(address):

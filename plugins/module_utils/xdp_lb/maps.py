@@ -37,7 +37,7 @@ ALGO_NAMES = dict((v, k) for k, v in layout.REDIRECT_ALGOS.items())
 # Maps whose size depends on build defines, and how.
 BPF_MAP_TYPES = {"lb_config": 2, "lb_services": 1, "lb_ring": 2, "lb_backends": 2, "lb_ct": 9,
                  "lb_nat_rev": 9, "lb_stats": 6, "lb_be_stats": 6, "lb_port_stats": 6,
-                 "lb_tx_ports": 14, "lb_rr": 6, "lb_nexthop": 6}
+                 "lb_tx_ports": 14, "lb_rr": 6, "lb_nexthop": 6, "lb_svc_cache": 6}
 
 
 ARRAYS = ("lb_config", "lb_ring", "lb_backends")
@@ -137,6 +137,7 @@ def expected_map_shapes(sizes):
         "lb_be_stats": s["XDP_LB_MAX_BACKENDS"], "lb_port_stats": s["XDP_LB_MAX_REDIRECT"],
         "lb_tx_ports": s["XDP_LB_MAX_REDIRECT"], "lb_rr": 1,
         "lb_nexthop": s["XDP_LB_MAX_BACKENDS"] + s["XDP_LB_NH_REPLY_SLOTS"],
+        "lb_svc_cache": s["XDP_LB_MAX_SERVICES"],
     }
     out = {}
     for name, (ktype, vtype, _percpu) in layout.MAPS.items():
