@@ -25,9 +25,10 @@ kernel/N
     translate into each other; "nat, new flow" is a new flow once, then a
     "not a service" pass.
 
-The "no next-hop cache" row is the same object built with
--DXDP_LB_NH_TTL_MS=0 (every packet calls bpf_fib_lookup), loaded next to the
-default one on the same maps.
+The "no caches" row is the same source built with -DXDP_LB_NH_TTL_MS=0
+(which also turns the service cache off: every packet calls bpf_fib_lookup
+and looks lb_services up), loaded next to the default build on the same
+maps.
 """
 import argparse
 import ctypes as ct
@@ -196,8 +197,8 @@ SCENARIOS = [
      "1st run: new flow, then its own output: a pass (not a service)"),
     ("nat, conntrack hit", "lb", scen_nat_hit, L.XDP_REDIRECT, cycle_nat_hit,
      "conntrack hits (two flows translating into each other)"),
-    ("nat, conntrack hit, no next-hop cache", "lb_nocache", scen_nat_hit, L.XDP_REDIRECT,
-     cycle_nat_hit, "same, every packet through bpf_fib_lookup"),
+    ("nat, conntrack hit, no caches", "lb_nocache", scen_nat_hit, L.XDP_REDIRECT,
+     cycle_nat_hit, "same, built with XDP_LB_NH_TTL_MS=0: bpf_fib_lookup and lb_services every time"),
     ("nat, reply (reverse)", "lb", scen_nat_reply, L.XDP_REDIRECT, cycle_nat_reply,
      "replies (two reply entries translating into each other)"),
     ("dsr, conntrack hit", "lb", scen_dsr_hit, L.XDP_REDIRECT, None,
