@@ -556,7 +556,8 @@ static __always_inline __u64 cache_clock(struct lb_packet *pkt)
  *
  * The price: a change of route, neighbour MAC or MTU is seen after at most
  * XDP_LB_NH_TTL_MS (the control plane can zero entries to make it
- * immediate), and flows to one backend (one client, for replies) are
+ * immediate; an egress interface that goes down meanwhile loses the
+ * packets sent to it until then), and flows to one backend (one client, for replies) are
  * assumed to share one route: policy routing on L4 ports, TOS/flow label
  * or (dsr) the client's address, and multipath spreading of such flows,
  * are not honoured within the lifetime of an entry.  Build with
