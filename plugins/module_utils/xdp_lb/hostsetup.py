@@ -1,0 +1,359 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, netfleet.xdp_lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The host around the balancer: compare it with a manifest, and apply it.
+
+The xdp_lb role writes unit files, the engine tree, sysctls and their
+saved values, links and directories.  As single Ansible tasks that is
+about thirty remote module runs per host, even when everything is in
+place.  Instead the role renders everything on the controller into one
+manifest; ``compare`` lists each difference as one line ("drift") naming
+the path, key or package, and ``apply`` makes the host match.
+
+A manifest (every key optional):
+
+- ``directories``: ``{path, mode}``, owned by root;
+- ``files``: ``{path, content, mode}``, regular files owned by root; unit
+  files (``.service``, ``.timer``, ``.mount``) are checked with
+  ``systemd-analyze verify`` before they are installed, when it exists;
+- ``links``: ``{path, src}``: symbolic links;
+- ``absent``: paths that must not exist (files or links);
+- ``sysctl``: ``{key: value}``, live values (sysctl's key syntax: with '.'
+  as separator a '/' is a '.' in an interface name);
+- ``sysctl_saved``: path of a JSON file with the values the keys of
+  ``sysctl`` had before they were first set; keys no longer wanted get
+  their saved value back.  Must hold exactly the keys of ``sysctl``;
+- ``packages`` and ``package_query`` (compare only): installed packages,
+  queried with one command that prints ``ii <name>`` per installed one;
+- ``bpffs`` (compare only): bpffs mounted on /sys/fs/bpf;
+- ``bpffs_unit`` (compare only): ``{path, content, mode, link}``, checked
+  under systemd older than 239 (newer systemd mounts bpffs itself);
+- ``interfaces`` (compare only): names that must exist, reported apart
+  (an inventory error, not drift).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import command
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.state import write_atomic
+
+BPFFS = "/sys/fs/bpf"
+SYSTEMD_MOUNTS_BPFFS = 239
+UNIT_SUFFIXES = (".service", ".timer", ".mount")
+
+
+class HostSetupError(Exception):
+    pass
+
+
+# ---- reading ------------------------------------------------------------------
+
+def _lstat(path):
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
+
+
+def _read(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _mode(spec):
+    return None if spec.get("mode") is None else int(str(spec["mode"]), 8)
+
+
+def _owner_mode(path, st, spec):
+    out = []
+    if st.st_uid != 0 or st.st_gid != 0:
+        out.append("%s: owner %d:%d, want root:root" % (path, st.st_uid, st.st_gid))
+    mode = _mode(spec)
+    if mode is not None and stat.S_IMODE(st.st_mode) != mode:
+        out.append("%s: mode %04o, want %s" % (path, stat.S_IMODE(st.st_mode), spec["mode"]))
+    return out
+
+
+def compare_file(spec):
+    path = spec["path"]
+    st = _lstat(path)
+    if st is None:
+        return ["%s: missing" % path]
+    if not stat.S_ISREG(st.st_mode):
+        return ["%s: not a regular file" % path]
+    out = _owner_mode(path, st, spec)
+    if _read(path) != spec["content"].encode("utf-8"):
+        out.append("%s: content differs" % path)
+    return out
+
+
+def compare_directory(spec):
+    path = spec["path"]
+    st = _lstat(path)
+    if st is None:
+        return ["%s: missing" % path]
+    if not stat.S_ISDIR(st.st_mode):
+        return ["%s: not a directory" % path]
+    return _owner_mode(path, st, spec)
+
+
+def compare_link(spec):
+    path = spec["path"]
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return ["%s: not a link" % path]
+    if target != spec["src"]:
+        return ["%s: points at %s, want %s" % (path, target, spec["src"])]
+    return []
+
+
+def compare_absent(path):
+    return [] if _lstat(path) is None else ["%s: present, want absent" % path]
+
+
+def sysctl_path(key):
+    """/proc/sys path of a sysctl key."""
+    return "/proc/sys/" + key.translate(str.maketrans("./", "/."))
+
+
+def read_sysctl(key):
+    """The live value, None when the key does not exist."""
+    try:
+        with open(sysctl_path(key)) as handle:
+            return handle.read().strip()
+    except (IOError, OSError):
+        return None
+
+
+def read_saved(path):
+    """The saved sysctl values ({} without a file)."""
+    if _lstat(path) is None:
+        return {}
+    try:
+        with open(path) as handle:
+            saved = json.load(handle)
+    except (IOError, OSError, ValueError) as exc:
+        raise HostSetupError("%s: unreadable saved sysctl values (%s)" % (path, exc))
+    if not isinstance(saved, dict):
+        raise HostSetupError("%s: saved sysctl values are not a JSON object" % path)
+    return dict((str(k), str(v)) for k, v in saved.items())
+
+
+def compare_sysctl(values, saved_path):
+    out = []
+    for key in sorted(values):
+        live = read_sysctl(key)
+        if live is None:
+            out.append("sysctl %s: no such key" % key)
+        elif live != str(values[key]):
+            out.append("sysctl %s: %s, want %s" % (key, live, values[key]))
+    if saved_path is None:
+        return out
+    if not values:
+        return out + compare_absent(saved_path)
+    st = _lstat(saved_path)
+    if st is None:
+        return out + ["%s: missing" % saved_path]
+    out += _owner_mode(saved_path, st, {"mode": "0600"})
+    try:
+        saved = sorted(read_saved(saved_path))
+    except HostSetupError as exc:
+        return out + [str(exc)]
+    if saved != sorted(values):
+        out.append("%s: saved keys %s, want %s" % (saved_path, ", ".join(saved), ", ".join(sorted(values))))
+    return out
+
+
+def installed_packages(query, packages):
+    """Names among ``packages`` that ``query`` reports installed; none when
+    the query does not run."""
+    try:
+        dummy, out, dummy = command.run(list(query) + list(packages), check=False)
+    except command.CommandError:
+        return set()
+    return set(line[3:].strip() for line in out.splitlines() if line.startswith("ii "))
+
+
+def bpffs_mounted(mountinfo="/proc/self/mountinfo"):
+    """As findmnt --types bpf --mountpoint /sys/fs/bpf."""
+    with open(mountinfo) as handle:
+        for line in handle:
+            fields = line.split(" - ", 1)
+            if len(fields) == 2 and fields[0].split()[4] == BPFFS and fields[1].split()[0] == "bpf":
+                return True
+    return False
+
+
+def systemd_version():
+    """systemd's version number, 0 when systemctl does not run."""
+    try:
+        dummy, out, dummy = command.run(["systemctl", "--version"], check=False)
+    except command.CommandError:
+        return 0
+    match = re.match(r"systemd (\d+)", out)
+    return int(match.group(1)) if match else 0
+
+
+def compare(manifest, sys_class_net="/sys/class/net"):
+    """Returns a dict: ``drift`` (one line per difference, empty when the
+    host matches), ``missing_packages``, ``missing_interfaces``,
+    ``bpffs_mounted`` and ``systemd_version`` (None when not read)."""
+    drift = []
+    for spec in manifest.get("directories") or []:
+        drift += compare_directory(spec)
+    for spec in manifest.get("files") or []:
+        drift += compare_file(spec)
+    for spec in manifest.get("links") or []:
+        drift += compare_link(spec)
+    for path in manifest.get("absent") or []:
+        drift += compare_absent(path)
+    drift += compare_sysctl(manifest.get("sysctl") or {}, manifest.get("sysctl_saved"))
+
+    packages = manifest.get("packages") or []
+    missing_packages = []
+    if packages:
+        have = installed_packages(manifest["package_query"], packages)
+        missing_packages = [name for name in packages if name not in have]
+        drift += ["package %s: not installed" % name for name in missing_packages]
+
+    mounted = bpffs_mounted()
+    if manifest.get("bpffs") and not mounted:
+        drift.append("%s: bpffs not mounted" % BPFFS)
+
+    version = None
+    unit = manifest.get("bpffs_unit")
+    if unit:
+        version = systemd_version()
+        if version < SYSTEMD_MOUNTS_BPFFS:
+            drift += compare_file(unit) + compare_link({"path": unit["link"], "src": unit["path"]})
+
+    missing_interfaces = [name for name in manifest.get("interfaces") or []
+                          if not os.path.exists(os.path.join(sys_class_net, name))]
+    return {
+        "drift": drift,
+        "missing_packages": missing_packages,
+        "missing_interfaces": missing_interfaces,
+        "bpffs_mounted": mounted,
+        "systemd_version": version,
+    }
+
+
+# ---- writing --------------------------------------------------------------------
+
+def verify_unit(name, content):
+    """systemd-analyze verify of a unit before it is installed (a copy
+    under its own name in a temporary directory).  Raises on failure;
+    does nothing where systemd-analyze is missing."""
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        return
+    tmp = tempfile.mkdtemp(prefix="netfleet-xdp-lb-unit.")
+    try:
+        path = os.path.join(tmp, name)
+        with open(path, "w") as handle:
+            handle.write(content)
+        rc, out, err = command.run([analyze, "verify", path], check=False)
+        if rc != 0:
+            raise HostSetupError("systemd-analyze verify %s failed: %s" % (name, (err or out).strip()))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ensure_directory(path, mode):
+    if not os.path.isdir(path):
+        parent = os.path.dirname(path.rstrip("/"))
+        if parent and not os.path.isdir(parent):
+            _ensure_directory(parent, 0o755)
+        os.mkdir(path, mode)
+    os.chown(path, 0, 0)
+    os.chmod(path, mode)
+
+
+def _make_parent(path):
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        _ensure_directory(parent, 0o755)
+
+
+def sysctl_plan(values, saved_path):
+    """(saved values to keep, {key: value} to write) for the wanted
+    ``values``; raises when a wanted key does not exist on the host."""
+    saved_old = read_saved(saved_path) if saved_path else {}
+    current = {}
+    for key in set(values) | set(saved_old):
+        live = read_sysctl(key)
+        if live is not None:
+            current[key] = live
+    missing = sorted(key for key in values if key not in current)
+    if missing:
+        raise HostSetupError("sysctl: no such key on this host: %s" % ", ".join(missing))
+    # The oldest known value of every key the mode needs.
+    saved_new = dict((key, saved_old.get(key, current[key])) for key in values)
+    # Keys no longer needed go back to their saved value (if they still exist).
+    target = dict((key, value) for key, value in saved_old.items() if key not in values and key in current)
+    target.update((key, str(value)) for key, value in values.items())
+    return saved_new, dict((key, value) for key, value in target.items() if current.get(key) != value)
+
+
+def apply(manifest):
+    """Makes the host match the manifest's directories, files, links,
+    absent paths and sysctls.  Everything is checked first (units verified,
+    sysctl keys present, saved values readable), so bad input changes
+    nothing.  Returns the list of paths and sysctl keys it changed."""
+    sysctl = manifest.get("sysctl") or {}
+    saved_path = manifest.get("sysctl_saved")
+    saved_new, sysctl_writes = sysctl_plan(sysctl, saved_path)
+    files = [spec for spec in manifest.get("files") or [] if compare_file(spec)]
+    for spec in files:
+        if spec["path"].endswith(UNIT_SUFFIXES):
+            verify_unit(os.path.basename(spec["path"]), spec["content"])
+
+    changed = []
+    for spec in manifest.get("directories") or []:
+        if compare_directory(spec):
+            _ensure_directory(spec["path"], _mode(spec) or 0o755)
+            changed.append(spec["path"])
+    for spec in files:
+        _make_parent(spec["path"])
+        write_atomic(spec["path"], spec["content"], _mode(spec) or 0o644)
+        changed.append(spec["path"])
+    for spec in manifest.get("links") or []:
+        if compare_link(spec):
+            _make_parent(spec["path"])
+            if _lstat(spec["path"]) is not None:
+                os.unlink(spec["path"])
+            os.symlink(spec["src"], spec["path"])
+            changed.append(spec["path"])
+    for path in manifest.get("absent") or []:
+        st = _lstat(path)
+        if st is not None:
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+            changed.append(path)
+
+    if saved_path:
+        if saved_new:
+            text = json.dumps(saved_new, indent=4, sort_keys=True) + "\n"
+            if compare_file({"path": saved_path, "content": text, "mode": "0600"}):
+                _make_parent(saved_path)
+                write_atomic(saved_path, text, 0o600)
+                changed.append(saved_path)
+        elif _lstat(saved_path) is not None:
+            os.unlink(saved_path)
+            changed.append(saved_path)
+    for key in sorted(sysctl_writes):
+        with open(sysctl_path(key), "w") as handle:
+            handle.write(sysctl_writes[key])
+        changed.append("sysctl %s=%s" % (key, sysctl_writes[key]))
+    return changed

@@ -1,0 +1,188 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, netfleet.xdp_lb contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""hostsetup: the role's one-run comparison of a host with its manifest
+(real files in a temporary directory, the real /proc/sys and mountinfo)."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import shutil
+
+import pytest
+
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import hostsetup
+
+ROOT = os.getuid() == 0
+
+
+@pytest.fixture
+def tree(tmp_path):
+    unit = tmp_path / "x.service"
+    unit.write_text("[Unit]\n")
+    unit.chmod(0o644)
+    (tmp_path / "wants").mkdir(mode=0o755)
+    os.chmod(str(tmp_path / "wants"), 0o755)
+    os.symlink(str(unit), str(tmp_path / "wants" / "x.service"))
+    return tmp_path
+
+
+def manifest(tree, **extra):
+    out = {
+        "files": [{"path": str(tree / "x.service"), "content": "[Unit]\n", "mode": "0644"}],
+        "directories": [{"path": str(tree / "wants"), "mode": "0755"}],
+        "links": [{"path": str(tree / "wants" / "x.service"), "src": str(tree / "x.service")}],
+        "absent": [str(tree / "gone")],
+    }
+    out.update(extra)
+    return out
+
+
+@pytest.mark.skipif(not ROOT, reason="files must be owned by root")
+def test_in_sync(tree):
+    assert hostsetup.compare(manifest(tree))["drift"] == []
+
+
+@pytest.mark.skipif(not ROOT, reason="files must be owned by root")
+def test_each_difference_is_one_named_line(tree):
+    (tree / "x.service").write_text("[Unit]\nchanged\n")
+    (tree / "x.service").chmod(0o600)
+    os.unlink(str(tree / "wants" / "x.service"))
+    os.symlink("/elsewhere", str(tree / "wants" / "x.service"))
+    (tree / "gone").write_text("")
+    drift = hostsetup.compare(manifest(tree))["drift"]
+    assert drift == [
+        "%s: mode 0600, want 0644" % (tree / "x.service"),
+        "%s: content differs" % (tree / "x.service"),
+        "%s: points at /elsewhere, want %s" % (tree / "wants" / "x.service", tree / "x.service"),
+        "%s: present, want absent" % (tree / "gone"),
+    ]
+
+
+def test_missing_and_wrong_kind(tree):
+    m = {"files": [{"path": str(tree / "nope"), "content": ""},
+                   {"path": str(tree / "wants"), "content": ""}],
+         "directories": [{"path": str(tree / "x.service")}],
+         "links": [{"path": str(tree / "x.service"), "src": "/x"}]}
+    assert hostsetup.compare(m)["drift"] == [
+        "%s: not a directory" % (tree / "x.service"),
+        "%s: missing" % (tree / "nope"),
+        "%s: not a regular file" % (tree / "wants"),
+        "%s: not a link" % (tree / "x.service"),
+    ]
+
+
+def test_sysctl_live_values():
+    with open("/proc/sys/net/ipv4/ip_forward") as handle:
+        live = handle.read().strip()
+    other = "0" if live == "1" else "1"
+    assert hostsetup.compare_sysctl({"net.ipv4.ip_forward": live}, None) == []
+    assert hostsetup.compare_sysctl({"net.ipv4.ip_forward": other}, None) == [
+        "sysctl net.ipv4.ip_forward: %s, want %s" % (live, other)]
+    assert hostsetup.compare_sysctl({"net.ipv4.no_such_key": "1"}, None) == [
+        "sysctl net.ipv4.no_such_key: no such key"]
+
+
+def test_sysctl_key_with_an_interface_name_holding_a_dot():
+    assert hostsetup.sysctl_path("net.ipv4.conf.eth0/100.rp_filter") == "/proc/sys/net/ipv4/conf/eth0.100/rp_filter"
+    assert hostsetup.sysctl_path("net.ipv4.ip_forward") == "/proc/sys/net/ipv4/ip_forward"
+
+
+@pytest.mark.skipif(not ROOT, reason="files must be owned by root")
+def test_sysctl_saved_keys(tmp_path):
+    live = hostsetup.read_sysctl("net.ipv4.ip_forward")
+    saved = tmp_path / "saved.json"
+    want = {"net.ipv4.ip_forward": live}
+    assert hostsetup.compare_sysctl(want, str(saved)) == ["%s: missing" % saved]
+    saved.write_text(json.dumps({"net.ipv4.ip_forward": "0"}))
+    saved.chmod(0o600)
+    assert hostsetup.compare_sysctl(want, str(saved)) == []
+    saved.write_text(json.dumps({"net.ipv4.ip_forward": "1", "c": "0"}))
+    assert hostsetup.compare_sysctl(want, str(saved)) == [
+        "%s: saved keys c, net.ipv4.ip_forward, want net.ipv4.ip_forward" % saved]
+    saved.write_text("{not json")
+    assert hostsetup.compare_sysctl(want, str(saved))[0].startswith("%s: unreadable" % saved)
+    # No keys: the file must be gone.
+    assert hostsetup.compare_sysctl({}, str(saved)) == ["%s: present, want absent" % saved]
+
+
+def test_sysctl_plan_keeps_the_oldest_value_and_restores_keys_no_longer_wanted(tmp_path, monkeypatch):
+    live = {"a.b": "1", "a.c": "5", "a.d": "7"}
+    monkeypatch.setattr(hostsetup, "read_sysctl", live.get)
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps({"a.b": "0", "a.d": "3"}))
+    keep, writes = hostsetup.sysctl_plan({"a.b": "1", "a.c": "6"}, str(saved))
+    assert keep == {"a.b": "0", "a.c": "5"}          # a.b saved before; a.c live now
+    assert writes == {"a.c": "6", "a.d": "3"}         # a.b already 1; a.d back to its saved value
+    with pytest.raises(hostsetup.HostSetupError, match="sysctl: no such key on this host: x.y"):
+        hostsetup.sysctl_plan({"x.y": "1"}, str(saved))
+
+
+@pytest.mark.skipif(not ROOT, reason="files must be owned by root")
+def test_apply_makes_the_host_match_and_is_then_in_sync(tree):
+    unit = tree / "etc" / "y.timer"
+    m = manifest(tree,
+                 files=[{"path": str(unit), "content": "[Timer]\nOnBootSec=1s\n[Install]\nWantedBy=timers.target\n",
+                         "mode": "0640"}],
+                 directories=[{"path": str(tree / "state"), "mode": "0700"}],
+                 links=[{"path": str(tree / "wants" / "y.timer"), "src": str(unit)}])
+    (tree / "gone").write_text("")
+    (tree / "wants" / "y.timer").write_text("a file where the link goes")
+    before = hostsetup.compare(m)["drift"]
+    assert len(before) == 4
+    changed = hostsetup.apply(m)
+    assert sorted(changed) == sorted([str(tree / "state"), str(unit), str(tree / "wants" / "y.timer"),
+                                      str(tree / "gone")])
+    assert hostsetup.compare(m)["drift"] == []
+    assert oct(os.stat(str(unit)).st_mode & 0o777) == "0o640"
+    assert os.readlink(str(tree / "wants" / "y.timer")) == str(unit)
+    assert hostsetup.apply(m) == []
+
+
+@pytest.mark.skipif(not ROOT, reason="files must be owned by root")
+def test_apply_checks_everything_before_it_writes(tree):
+    m = manifest(tree, files=[{"path": str(tree / "new.service"), "content": "[Unit]\n"}],
+                 sysctl={"net.ipv4.no_such_key": "1"}, sysctl_saved=str(tree / "saved.json"))
+    with pytest.raises(hostsetup.HostSetupError, match="no_such_key"):
+        hostsetup.apply(m)
+    assert not (tree / "new.service").exists()
+
+
+@pytest.mark.skipif(not ROOT or not shutil.which("systemd-analyze"), reason="needs root and systemd-analyze")
+def test_apply_refuses_a_unit_systemd_analyze_rejects(tree):
+    bad = tree / "bad.service"
+    m = {"files": [{"path": str(bad), "content": "[Service]\nExecStart=relative/path\n"}]}
+    with pytest.raises(hostsetup.HostSetupError, match="systemd-analyze verify bad.service failed"):
+        hostsetup.apply(m)
+    assert not bad.exists()
+
+
+def test_packages_from_a_query_program(tmp_path):
+    # A query program that reports 'a' and 'c' installed, whatever it is asked.
+    query = tmp_path / "query"
+    query.write_text("#!/bin/sh\nprintf 'ii a\\nun b\\nii c\\n'\n")
+    query.chmod(0o755)
+    result = hostsetup.compare({"packages": ["a", "b", "d"], "package_query": [str(query)]})
+    assert result["missing_packages"] == ["b", "d"]
+    assert result["drift"] == ["package b: not installed", "package d: not installed"]
+    # A query that cannot run: everything missing (the install task runs).
+    result = hostsetup.compare({"packages": ["a"], "package_query": [str(tmp_path / "no-such-program")]})
+    assert result["missing_packages"] == ["a"]
+
+
+def test_bpffs_mountinfo(tmp_path):
+    info = tmp_path / "mountinfo"
+    info.write_text("36 25 0:30 / /sys/fs/bpf rw,nosuid shared:9 - bpf bpf rw,mode=700\n")
+    assert hostsetup.bpffs_mounted(str(info))
+    info.write_text("36 25 0:30 / /sys/fs/bpf rw,nosuid shared:9 - tmpfs tmpfs rw\n"
+                    "37 25 0:31 / /sys/fs/bpf/x rw - bpf bpf rw\n")
+    assert not hostsetup.bpffs_mounted(str(info))
+
+
+def test_interfaces(tmp_path):
+    (tmp_path / "eth0").mkdir()
+    result = hostsetup.compare({"interfaces": ["eth0", "eth1"]}, sys_class_net=str(tmp_path))
+    assert result["missing_interfaces"] == ["eth1"]
+    assert result["drift"] == []          # an inventory error, not drift
