@@ -157,7 +157,7 @@ options:
   interfaces:
     description:
       - Network interfaces that must exist. Missing ones are returned in RV(missing_interfaces), not in
-        RV(drift): they are an inventory error, which this module cannot mend.
+        RV(drift), being an inventory error which this module cannot mend.
     type: list
     elements: str
     default: []
@@ -166,7 +166,6 @@ notes:
     package counts as missing.
   - Packages, bpffs and interfaces are only reported; the role installs and mounts with its own tasks.
 seealso:
-  - role: netfleet.xdp_lb.xdp_lb
   - module: netfleet.xdp_lb.xdp_lb
 '''
 
