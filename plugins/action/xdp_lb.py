@@ -60,5 +60,11 @@ class ActionModule(ActionBase):
         invocation = module_result.get("invocation", {}).get("module_args")
         if isinstance(invocation, dict) and "_sources" in invocation:
             invocation["_sources"] = "(%s shipped by the action plugin)" % ", ".join(SOURCE_FILES)
+        # ... and so would every file of host_setup (the engine tree among them)
+        host = invocation.get("host_setup") if isinstance(invocation, dict) else None
+        if isinstance(host, dict):
+            for spec in host.get("files") or []:
+                if isinstance(spec, dict) and isinstance(spec.get("content"), str):
+                    spec["content"] = "(%d characters)" % len(spec["content"])
         result.update(module_result)
         return result

@@ -243,11 +243,145 @@ options:
         so the same input is never compiled twice.
     type: path
     default: /var/cache/netfleet-xdp-lb
+  host_setup:
+    description:
+      - Also manage the host around the balancer in the same run (what the netfleet.xdp_lb.xdp_lb role
+        uses, so that a rerun on an unchanged host is one module run). Files (unit files, the engine
+        tree, the sysctl file), their directories and links, paths that must be absent, live sysctl
+        values with the values they had before, the bpffs mount, and a check of installed packages.
+      - Compared first; every difference is one line in RV(host_setup.drift). Everything is checked
+        before anything is written (unit files with C(systemd-analyze verify) where it exists, sysctl
+        keys), the balancer is configured, then the host setup is applied; files are replaced
+        atomically.
+      - If packages of the list are missing the module changes nothing and fails, returning them in
+        RV(missing_packages) (the role installs them and runs it again).
+      - Returns the facts C(os_family), C(distribution), C(pkg_mgr) and C(service_mgr), collected as
+        M(ansible.builtin.setup) collects them.
+      - Not with O(netns) (sysctls and mounts would apply to the module's own namespaces).
+    type: dict
+    suboptions:
+      files:
+        description:
+          - Regular files owned by root:root with this content and mode. Missing parent directories are
+            created with mode C(0755).
+          - Unit files (names ending in C(.service), C(.timer), C(.mount)) are checked with
+            C(systemd-analyze verify) before they are installed, where it exists.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          path:
+            description: Absolute path.
+            type: path
+            required: true
+          content:
+            description: The whole content.
+            type: str
+            required: true
+          mode:
+            description: Mode as an octal string, for example C("0644"). Default C(0644) when written; not
+              compared when omitted.
+            type: str
+      directories:
+        description:
+          - Directories owned by root:root with this mode.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          path:
+            description: Absolute path.
+            type: path
+            required: true
+          mode:
+            description: Mode as an octal string. Default C(0755) when created; not compared when omitted.
+            type: str
+      links:
+        description:
+          - Symbolic links and the target they point at.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          path:
+            description: The link.
+            type: path
+            required: true
+          src:
+            description: Its target.
+            type: path
+            required: true
+      absent:
+        description:
+          - Paths that must not exist (files, links or directories, removed with what they hold).
+        type: list
+        elements: path
+        default: []
+      sysctl:
+        description:
+          - Live kernel parameters, key (sysctl syntax, C(/) for a C(.) in an interface name) to value.
+            Written to C(/proc/sys) when they differ; persisting them is a file in O(host_setup.files).
+        type: dict
+        default: {}
+      sysctl_saved:
+        description:
+          - A JSON file (mode C(0600)) with the value each key of O(host_setup.sysctl) had before it was first set.
+            Keys that are in it but no longer in O(host_setup.sysctl) get their saved value back and leave it. Absent
+            when O(host_setup.sysctl) is empty.
+          - Without it, previous values are not kept.
+        type: path
+      packages:
+        description:
+          - Packages that must be installed. When not given, the list of O(host_setup.packages_by_os)
+            for the host's distribution, else for its OS family, else for C(default), else none.
+        type: list
+        elements: str
+      packages_by_os:
+        description:
+          - Package lists keyed by distribution or OS family name (as the facts name them), and C(default).
+        type: dict
+        default: {}
+      extra_packages:
+        description:
+          - Packages that must be installed in addition.
+        type: list
+        elements: str
+        default: []
+      bpffs:
+        description:
+          - Mount bpffs on C(/sys/fs/bpf) if it is not (in check mode, report it: the balancer would then
+            be deployed from scratch).
+        type: bool
+        default: false
+      bpffs_unit:
+        description:
+          - The C(sys-fs-bpf.mount) unit and its enabling link, managed like O(host_setup.files) and
+            O(host_setup.links) only when systemd is older than 239; newer systemd mounts bpffs itself
+            and refuses such a unit.
+        type: dict
+        suboptions:
+          path:
+            description: The unit file.
+            type: path
+            required: true
+          content:
+            description: Its content.
+            type: str
+            required: true
+          mode:
+            description: Its mode as an octal string.
+            type: str
+          link:
+            description: The enabling link, pointing at O(host_setup.bpffs_unit.path).
+            type: path
+            required: true
   _sources:
     description:
       - Internal. The action plugin sets it to the data-plane source files. Do not set it.
     type: dict
 notes:
+  - In O(host_setup), package queries use C(dpkg-query) (apt) or C(rpm) (dnf, yum); with another
+    package manager every package counts as missing.
   - After a reboot the pins and attachments are gone. Run C(python3 -m
     ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli restore --all), which the
     netfleet.xdp_lb.xdp_lb role installs as a systemd unit, to restore every instance from its state
@@ -469,11 +603,115 @@ diff:
     after:
       description: What the task asks for.
       type: dict
+host_setup:
+  description: What O(host_setup) found and did.
+  returned: when O(host_setup) is given
+  type: dict
+  contains:
+    in_sync:
+      description: True when RV(host_setup.drift) is empty.
+      type: bool
+      sample: true
+    drift:
+      description: One line per difference found before this run changed anything, naming the path,
+        key or package and what was found.
+      type: list
+      elements: str
+      sample: ["/etc/sysctl.d/60-netfleet-xdp-lb-default.conf: content differs"]
+    changed_items:
+      description: Paths written, linked or removed and sysctls written (C(sysctl key=value)); empty
+        in check mode.
+      type: list
+      elements: str
+      sample: ["/etc/systemd/system/netfleet-xdp-lb-restore.service", "sysctl net.ipv4.ip_forward=1"]
+    packages:
+      description: The package list that was checked.
+      type: list
+      elements: str
+      sample: [clang, llvm, libbpf-dev]
+    bpffs_mounted:
+      description: Whether bpffs was mounted on C(/sys/fs/bpf) before this run.
+      type: bool
+      sample: true
+    systemd_version:
+      description: systemd's version (0 without systemctl), read when O(host_setup.bpffs_unit) is given.
+      type: int
+      sample: 252
+missing_packages:
+  description: Packages of O(host_setup) that are not installed; the module then changed nothing and
+    failed.
+  returned: when packages are missing
+  type: list
+  elements: str
+  sample: [clang]
+ansible_facts:
+  description: Facts as M(ansible.builtin.setup) names them, from its distribution, pkg_mgr and
+    service_mgr collectors (also C(system), C(kernel) and the like, which those collectors need).
+  returned: when O(host_setup) is given
+  type: dict
+  contains:
+    os_family:
+      description: OS family.
+      type: str
+      sample: Debian
+    distribution:
+      description: Distribution.
+      type: str
+      sample: Debian
+    pkg_mgr:
+      description: Package manager.
+      type: str
+      sample: apt
+    service_mgr:
+      description: Service manager.
+      type: str
+      sample: systemd
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.facts import ansible_collector
+from ansible.module_utils.facts.namespace import PrefixFactNamespace
+from ansible.module_utils.facts.system.distribution import DistributionFactCollector
+from ansible.module_utils.facts.system.pkg_mgr import PkgMgrFactCollector
+from ansible.module_utils.facts.system.platform import PlatformFactCollector
+from ansible.module_utils.facts.system.service_mgr import ServiceMgrFactCollector
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import deps, engine, model
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import deps, engine, hostsetup, model
+
+# What prints "ii <name>" for each installed package of a list.
+PACKAGE_QUERY = {
+    'apt': ['dpkg-query', '--show', '--showformat=${db:Status-Abbrev}${Package}\n'],
+    'dnf': ['rpm', '--query', '--queryformat=ii %{NAME}\n'],
+    'dnf5': ['rpm', '--query', '--queryformat=ii %{NAME}\n'],
+    'yum': ['rpm', '--query', '--queryformat=ii %{NAME}\n'],
+}
+# A query that reports nothing installed: every package counts as missing.
+NO_QUERY = ['true']
+
+HOST_SETUP_SPEC = dict(
+    files=dict(type='list', elements='dict', default=[], options=dict(
+        path=dict(type='path', required=True),
+        content=dict(type='str', required=True),
+        mode=dict(type='str'))),
+    directories=dict(type='list', elements='dict', default=[], options=dict(
+        path=dict(type='path', required=True),
+        mode=dict(type='str'))),
+    links=dict(type='list', elements='dict', default=[], options=dict(
+        path=dict(type='path', required=True),
+        src=dict(type='path', required=True))),
+    absent=dict(type='list', elements='path', default=[]),
+    sysctl=dict(type='dict', default={}),
+    sysctl_saved=dict(type='path'),
+    packages=dict(type='list', elements='str'),
+    packages_by_os=dict(type='dict', default={}),
+    extra_packages=dict(type='list', elements='str', default=[]),
+    bpffs=dict(type='bool', default=False),
+    bpffs_unit=dict(type='dict', options=dict(
+        path=dict(type='path', required=True),
+        content=dict(type='str', required=True),
+        mode=dict(type='str'),
+        link=dict(type='path', required=True))),
+)
 
 ARGUMENT_SPEC = dict(
     interfaces=dict(type='list', elements='str', aliases=['interface']),
@@ -499,33 +737,158 @@ ARGUMENT_SPEC = dict(
     pin_dir=dict(type='path'),
     state_dir=dict(type='path', default=model.DEFAULT_STATE_DIR),
     build_dir=dict(type='path', default=model.DEFAULT_BUILD_DIR),
+    host_setup=dict(type='dict', options=HOST_SETUP_SPEC),
     _sources=dict(type='dict'),
 )
+
+
+def os_facts(module):
+    """The facts setup's distribution, pkg_mgr and service_mgr collectors
+    give, named as setup names them (ansible_ prefix)."""
+    collector = ansible_collector.get_ansible_collector(
+        # Only these (default_collectors would import, and ship, every one).
+        all_collector_classes=[PlatformFactCollector, DistributionFactCollector,
+                               PkgMgrFactCollector, ServiceMgrFactCollector],
+        namespace=PrefixFactNamespace(namespace_name='ansible', prefix='ansible_'),
+        gather_subset=['!all', 'distribution', 'pkg_mgr', 'service_mgr'],
+        minimal_gather_subset=frozenset(),
+        gather_timeout=10,
+        filter_spec=[])
+    facts = collector.collect(module=module)
+    # Not these: "module_setup" tells Ansible's smart gathering that a
+    # full setup ran, which would keep later plays from gathering.
+    for key in ('module_setup', 'gather_subset', 'ansible_module_setup', 'ansible_gather_subset'):
+        facts.pop(key, None)
+    return facts
+
+
+def package_list(host, facts):
+    """host_setup's packages, or its packages_by_os entry for the host's
+    distribution, else OS family, else 'default'; then extra_packages."""
+    packages = host['packages']
+    if packages is None:
+        by_os = host['packages_by_os']
+        key = next((k for k in (facts.get('ansible_distribution'), facts.get('ansible_os_family'), 'default')
+                    if k in by_os), None)
+        if key is None:
+            raise hostsetup.HostSetupError(
+                "packages_by_os: no package list for %s (%s family) and no 'default'; give packages "
+                "(xdp_lb_packages in the role), or provision the host and give packages: [] "
+                "(xdp_lb_install_packages: false)" % (facts.get('ansible_distribution'), facts.get('ansible_os_family')))
+        packages = by_os[key]
+    packages = list(packages or [])
+    return packages + [name for name in host['extra_packages'] if name not in packages]
+
+
+def file_diffs(files):
+    """Before/after of the files that differ, for --diff."""
+    out = []
+    for spec in files:
+        if not hostsetup.compare_file(spec):
+            continue
+        try:
+            with open(spec['path']) as handle:
+                before = handle.read()
+        except (IOError, OSError, UnicodeDecodeError):
+            before = ''
+        out.append(dict(before_header=spec['path'], after_header=spec['path'], before=before, after=spec['content']))
+    return out
+
+
+def host_setup_start(module, host):
+    """Before the balancer: facts, packages, the comparison, and every
+    check of what will be written.  Fails (changing nothing) on missing
+    packages or bad input.  Returns (facts, manifest, report, plan)."""
+    for field in ('files', 'directories'):
+        for spec in host[field]:
+            if spec.get('mode') is not None:
+                try:
+                    int(spec['mode'], 8)
+                except ValueError:
+                    module.fail_json(msg='host_setup.%s: mode %r of %s is not an octal number'
+                                     % (field, spec['mode'], spec['path']))
+    facts = os_facts(module)
+    manifest = dict(host)
+    manifest['sysctl'] = dict((str(k), str(v)) for k, v in host['sysctl'].items())
+    manifest['package_query'] = PACKAGE_QUERY.get(facts.get('ansible_pkg_mgr'), NO_QUERY)
+    try:
+        manifest['packages'] = package_list(host, facts)
+        manifest, version = hostsetup.fold_bpffs_unit(manifest)
+        found = hostsetup.compare(manifest)
+        report = dict(in_sync=not found['drift'], drift=found['drift'], changed_items=[],
+                      packages=manifest['packages'], bpffs_mounted=found['bpffs_mounted'])
+        if version is not None:
+            report['systemd_version'] = version
+        if found['missing_packages']:
+            module.fail_json(msg='host_setup: packages not installed: %s; nothing changed'
+                             % ', '.join(found['missing_packages']),
+                             missing_packages=found['missing_packages'], host_setup=report, ansible_facts=facts)
+        plan = None
+        if found['drift'] and not module.check_mode:
+            plan = hostsetup.prepare(manifest)
+    except hostsetup.HostSetupError as exc:
+        module.fail_json(msg='host_setup: %s' % exc, ansible_facts=facts)
+    except (IOError, OSError) as exc:
+        module.fail_json(msg='host_setup: %s' % exc, ansible_facts=facts)
+    return facts, manifest, report, plan
 
 
 def main():
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
         required_if=[('state', 'present', ('interfaces',))],
+        mutually_exclusive=[('host_setup', 'netns')],
         supports_check_mode=True,
     )
+    host = module.params['host_setup']
+    facts = manifest = report = plan = None
+    if host is not None:
+        # Packages first: without them bcc and pyroute2 may be missing too.
+        facts, manifest, report, plan = host_setup_start(module, host)
     deps.fail_if_missing(module, missing_required_lib)
 
-    params = dict((k, v) for k, v in module.params.items() if not k.startswith('_'))
+    params = dict((k, v) for k, v in module.params.items() if not k.startswith('_') and k != 'host_setup')
     try:
         cfg = model.validate(params)
     except model.ConfigError as exc:
         module.fail_json(msg=str(exc), field=exc.path)
 
-    try:
-        result = engine.run(cfg, check_mode=module.check_mode, sources=module.params['_sources'],
-                            diff=module._diff)
-    except engine.EngineError as exc:
-        module.fail_json(msg=str(exc), name=cfg.name)
+    if host is not None and host['bpffs'] and not report['bpffs_mounted'] and module.check_mode:
+        # Nothing to inspect without bpffs: everything would be created.
+        result = dict(changed=True, name=cfg.name, state=cfg.state,
+                      msg='bpffs is not mounted at %s yet: the balancer would be deployed from scratch'
+                      % hostsetup.BPFFS)
+    else:
+        try:
+            if host is not None and host['bpffs'] and not report['bpffs_mounted']:
+                hostsetup.mount_bpffs()
+            if plan is not None:
+                # Before the balancer: a feature turned off goes first (the
+                # health checker's status must not drain backends any more).
+                report['changed_items'] = hostsetup.remove_absent(manifest)
+            result = engine.run(cfg, check_mode=module.check_mode, sources=module.params['_sources'],
+                                diff=module._diff)
+        except (engine.EngineError, hostsetup.command.CommandError) as exc:
+            module.fail_json(msg=str(exc), name=cfg.name, ansible_facts=facts or {})
     for warning in result.pop('warnings', []):
         module.warn(warning)
     if not module._diff:
         result.pop('diff', None)
+
+    if host is not None:
+        if plan is not None:
+            try:
+                report['changed_items'] += hostsetup.commit(manifest, plan)
+            except (IOError, OSError) as exc:
+                module.fail_json(msg='host_setup: the balancer is configured, the host setup failed: %s' % exc,
+                                 host_setup=report, ansible_facts=facts)
+        host_changed = bool(report['changed_items']) or (module.check_mode and not report['in_sync'])
+        result['changed'] = result.get('changed', False) or host_changed
+        if module._diff and not report['in_sync']:
+            diffs = [result['diff']] if result.get('diff') else []
+            result['diff'] = diffs + file_diffs(manifest['files'])
+        result['host_setup'] = report
+        result['ansible_facts'] = facts
     module.exit_json(**result)
 
 

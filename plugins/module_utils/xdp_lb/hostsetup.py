@@ -26,8 +26,8 @@ A manifest (every key optional):
 - ``packages`` and ``package_query`` (compare only): installed packages,
   queried with one command that prints ``ii <name>`` per installed one;
 - ``bpffs`` (compare only): bpffs mounted on /sys/fs/bpf;
-- ``bpffs_unit`` (compare only): ``{path, content, mode, link}``, checked
-  under systemd older than 239 (newer systemd mounts bpffs itself);
+- ``bpffs_unit``: ``{path, content, mode, link}``, a file and a link
+  like the others under systemd older than 239 (fold_bpffs_unit);
 - ``interfaces`` (compare only): names that must exist, reported apart
   (an inventory error, not drift).
 """
@@ -203,10 +203,28 @@ def systemd_version():
     return int(match.group(1)) if match else 0
 
 
+def fold_bpffs_unit(manifest):
+    """The manifest with ``bpffs_unit`` among its files and links when
+    systemd is older than 239 (newer systemd mounts bpffs itself and
+    refuses such a unit), and the systemd version it found (None when
+    there is no ``bpffs_unit``)."""
+    unit = manifest.get("bpffs_unit")
+    if not unit:
+        return manifest, None
+    version = systemd_version()
+    if version >= SYSTEMD_MOUNTS_BPFFS:
+        return manifest, version
+    out = dict(manifest)
+    out["files"] = list(manifest.get("files") or []) + [
+        {"path": unit["path"], "content": unit["content"], "mode": unit.get("mode")}]
+    out["links"] = list(manifest.get("links") or []) + [{"path": unit["link"], "src": unit["path"]}]
+    return out, version
+
+
 def compare(manifest, sys_class_net="/sys/class/net"):
     """Returns a dict: ``drift`` (one line per difference, empty when the
-    host matches), ``missing_packages``, ``missing_interfaces``,
-    ``bpffs_mounted`` and ``systemd_version`` (None when not read)."""
+    host matches), ``missing_packages``, ``missing_interfaces`` and
+    ``bpffs_mounted``."""
     drift = []
     for spec in manifest.get("directories") or []:
         drift += compare_directory(spec)
@@ -229,13 +247,6 @@ def compare(manifest, sys_class_net="/sys/class/net"):
     if manifest.get("bpffs") and not mounted:
         drift.append("%s: bpffs not mounted" % BPFFS)
 
-    version = None
-    unit = manifest.get("bpffs_unit")
-    if unit:
-        version = systemd_version()
-        if version < SYSTEMD_MOUNTS_BPFFS:
-            drift += compare_file(unit) + compare_link({"path": unit["link"], "src": unit["path"]})
-
     missing_interfaces = [name for name in manifest.get("interfaces") or []
                           if not os.path.exists(os.path.join(sys_class_net, name))]
     return {
@@ -243,7 +254,6 @@ def compare(manifest, sys_class_net="/sys/class/net"):
         "missing_packages": missing_packages,
         "missing_interfaces": missing_interfaces,
         "bpffs_mounted": mounted,
-        "systemd_version": version,
     }
 
 
@@ -304,25 +314,47 @@ def sysctl_plan(values, saved_path):
     return saved_new, dict((key, value) for key, value in target.items() if current.get(key) != value)
 
 
-def apply(manifest):
-    """Makes the host match the manifest's directories, files, links,
-    absent paths and sysctls.  Everything is checked first (units verified,
-    sysctl keys present, saved values readable), so bad input changes
-    nothing.  Returns the list of paths and sysctl keys it changed."""
-    sysctl = manifest.get("sysctl") or {}
-    saved_path = manifest.get("sysctl_saved")
-    saved_new, sysctl_writes = sysctl_plan(sysctl, saved_path)
+def mount_bpffs():
+    """mount -t bpf at /sys/fs/bpf, with the options systemd uses."""
+    command.run(["mount", "-t", "bpf", "-o", "rw,nosuid,nodev,noexec,relatime,mode=700", "bpf", BPFFS])
+
+
+def prepare(manifest):
+    """Everything apply() will do, checked before anything is written:
+    unit files verified, sysctl keys present, saved values readable.
+    Raises HostSetupError; returns the plan for commit()."""
+    saved_new, sysctl_writes = sysctl_plan(manifest.get("sysctl") or {}, manifest.get("sysctl_saved"))
     files = [spec for spec in manifest.get("files") or [] if compare_file(spec)]
     for spec in files:
         if spec["path"].endswith(UNIT_SUFFIXES):
             verify_unit(os.path.basename(spec["path"]), spec["content"])
+    return {"files": files, "saved": saved_new, "sysctl": sysctl_writes}
 
+
+def remove_absent(manifest):
+    """Removes the manifest's absent paths; returns those it removed."""
+    changed = []
+    for path in manifest.get("absent") or []:
+        st = _lstat(path)
+        if st is not None:
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+            changed.append(path)
+    return changed
+
+
+def commit(manifest, plan):
+    """Makes the host match the manifest's directories, files, links,
+    absent paths and sysctls, as prepare() planned.  Returns the paths and
+    sysctls (``sysctl key=value``) it changed."""
     changed = []
     for spec in manifest.get("directories") or []:
         if compare_directory(spec):
             _ensure_directory(spec["path"], _mode(spec) or 0o755)
             changed.append(spec["path"])
-    for spec in files:
+    for spec in plan["files"]:
         _make_parent(spec["path"])
         write_atomic(spec["path"], spec["content"], _mode(spec) or 0o644)
         changed.append(spec["path"])
@@ -333,18 +365,12 @@ def apply(manifest):
                 os.unlink(spec["path"])
             os.symlink(spec["src"], spec["path"])
             changed.append(spec["path"])
-    for path in manifest.get("absent") or []:
-        st = _lstat(path)
-        if st is not None:
-            if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
-            changed.append(path)
+    changed += remove_absent(manifest)
 
+    saved_path = manifest.get("sysctl_saved")
     if saved_path:
-        if saved_new:
-            text = json.dumps(saved_new, indent=4, sort_keys=True) + "\n"
+        if plan["saved"]:
+            text = json.dumps(plan["saved"], indent=4, sort_keys=True) + "\n"
             if compare_file({"path": saved_path, "content": text, "mode": "0600"}):
                 _make_parent(saved_path)
                 write_atomic(saved_path, text, 0o600)
@@ -352,8 +378,13 @@ def apply(manifest):
         elif _lstat(saved_path) is not None:
             os.unlink(saved_path)
             changed.append(saved_path)
-    for key in sorted(sysctl_writes):
+    for key in sorted(plan["sysctl"]):
         with open(sysctl_path(key), "w") as handle:
-            handle.write(sysctl_writes[key])
-        changed.append("sysctl %s=%s" % (key, sysctl_writes[key]))
+            handle.write(plan["sysctl"][key])
+        changed.append("sysctl %s=%s" % (key, plan["sysctl"][key]))
     return changed
+
+
+def apply(manifest):
+    """prepare() then commit(): bad input changes nothing."""
+    return commit(manifest, prepare(manifest))
