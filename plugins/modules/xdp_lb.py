@@ -349,8 +349,8 @@ options:
         default: []
       bpffs:
         description:
-          - Mount bpffs on C(/sys/fs/bpf) if it is not (in check mode, report it: the balancer would then
-            be deployed from scratch).
+          - Mount bpffs on C(/sys/fs/bpf) if it is not. In check mode that is reported, and the balancer
+            counts as deployed from scratch.
         type: bool
         default: false
       bpffs_unit:
