@@ -837,11 +837,13 @@ def main():
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
         required_if=[('state', 'present', ('interfaces',))],
-        mutually_exclusive=[('host_setup', 'netns')],
         supports_check_mode=True,
     )
     host = module.params['host_setup']
     facts = manifest = report = plan = None
+    if host is not None and module.params['netns']:
+        module.fail_json(msg='host_setup: not with netns %r (sysctls and mounts would apply to the '
+                         "module's own namespaces)" % module.params['netns'])
     if host is not None:
         # Packages first: without them bcc and pyroute2 may be missing too.
         facts, manifest, report, plan = host_setup_start(module, host)
