@@ -255,8 +255,9 @@ options:
         atomically.
       - If packages of the list are missing the module changes nothing and fails, returning them in
         RV(missing_packages) (the role installs them and runs it again).
-      - Returns the facts C(os_family), C(distribution), C(pkg_mgr) and C(service_mgr), collected as
-        M(ansible.builtin.setup) collects them.
+      - Returns what it found of the host in RV(host_setup.os) (distribution, OS family, package and
+        service manager, from C(/etc/os-release) and the file system), so that the role needs no fact
+        gathering.
       - Not with O(netns) (sysctls and mounts would apply to the module's own namespaces).
     type: dict
     suboptions:
@@ -637,6 +638,12 @@ host_setup:
       description: systemd's version (0 without systemctl), read when O(host_setup.bpffs_unit) is given.
       type: int
       sample: 252
+    os:
+      description: The host's distribution and OS family (named as Ansible's facts name them), package
+        manager (C(apt), C(dnf5), C(dnf), C(yum), ... or C(unknown)) and service manager (C(systemd)
+        when systemd runs, else the name of PID 1).
+      type: dict
+      sample: {distribution: Debian, family: Debian, pkg_mgr: apt, service_mgr: systemd}
 missing_packages:
   description: Packages of O(host_setup) that are not installed; the module then changed nothing and
     failed.
@@ -644,37 +651,9 @@ missing_packages:
   type: list
   elements: str
   sample: [clang]
-ansible_facts:
-  description: Facts as M(ansible.builtin.setup) names them, from its distribution, pkg_mgr and
-    service_mgr collectors (also C(system), C(kernel) and the like, which those collectors need).
-  returned: when O(host_setup) is given
-  type: dict
-  contains:
-    os_family:
-      description: OS family.
-      type: str
-      sample: Debian
-    distribution:
-      description: Distribution.
-      type: str
-      sample: Debian
-    pkg_mgr:
-      description: Package manager.
-      type: str
-      sample: apt
-    service_mgr:
-      description: Service manager.
-      type: str
-      sample: systemd
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.facts import ansible_collector
-from ansible.module_utils.facts.namespace import PrefixFactNamespace
-from ansible.module_utils.facts.system.distribution import DistributionFactCollector
-from ansible.module_utils.facts.system.pkg_mgr import PkgMgrFactCollector
-from ansible.module_utils.facts.system.platform import PlatformFactCollector
-from ansible.module_utils.facts.system.service_mgr import ServiceMgrFactCollector
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import deps, engine, hostsetup, model
 
@@ -742,39 +721,18 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def os_facts(module):
-    """The facts setup's distribution, pkg_mgr and service_mgr collectors
-    give, named as setup names them (ansible_ prefix)."""
-    collector = ansible_collector.get_ansible_collector(
-        # Only these (default_collectors would import, and ship, every one).
-        all_collector_classes=[PlatformFactCollector, DistributionFactCollector,
-                               PkgMgrFactCollector, ServiceMgrFactCollector],
-        namespace=PrefixFactNamespace(namespace_name='ansible', prefix='ansible_'),
-        gather_subset=['!all', 'distribution', 'pkg_mgr', 'service_mgr'],
-        minimal_gather_subset=frozenset(),
-        gather_timeout=10,
-        filter_spec=[])
-    facts = collector.collect(module=module)
-    # Not these: "module_setup" tells Ansible's smart gathering that a
-    # full setup ran, which would keep later plays from gathering.
-    for key in ('module_setup', 'gather_subset', 'ansible_module_setup', 'ansible_gather_subset'):
-        facts.pop(key, None)
-    return facts
-
-
-def package_list(host, facts):
+def package_list(host, host_os):
     """host_setup's packages, or its packages_by_os entry for the host's
     distribution, else OS family, else 'default'; then extra_packages."""
     packages = host['packages']
     if packages is None:
         by_os = host['packages_by_os']
-        key = next((k for k in (facts.get('ansible_distribution'), facts.get('ansible_os_family'), 'default')
-                    if k in by_os), None)
+        key = next((k for k in (host_os['distribution'], host_os['family'], 'default') if k in by_os), None)
         if key is None:
             raise hostsetup.HostSetupError(
                 "packages_by_os: no package list for %s (%s family) and no 'default'; give packages "
                 "(xdp_lb_packages in the role), or provision the host and give packages: [] "
-                "(xdp_lb_install_packages: false)" % (facts.get('ansible_distribution'), facts.get('ansible_os_family')))
+                "(xdp_lb_install_packages: false)" % (host_os['distribution'], host_os['family']))
         packages = by_os[key]
     packages = list(packages or [])
     return packages + [name for name in host['extra_packages'] if name not in packages]
@@ -796,9 +754,9 @@ def file_diffs(files):
 
 
 def host_setup_start(module, host):
-    """Before the balancer: facts, packages, the comparison, and every
-    check of what will be written.  Fails (changing nothing) on missing
-    packages or bad input.  Returns (facts, manifest, report, plan)."""
+    """Before the balancer: the host's OS, packages, the comparison, and
+    every check of what will be written.  Fails (changing nothing) on
+    missing packages or bad input.  Returns (manifest, report, plan)."""
     for field in ('files', 'directories'):
         for spec in host[field]:
             if spec.get('mode') is not None:
@@ -807,30 +765,31 @@ def host_setup_start(module, host):
                 except ValueError:
                     module.fail_json(msg='host_setup.%s: mode %r of %s is not an octal number'
                                      % (field, spec['mode'], spec['path']))
-    facts = os_facts(module)
+    host_os = hostsetup.host_os()
     manifest = dict(host)
     manifest['sysctl'] = dict((str(k), str(v)) for k, v in host['sysctl'].items())
-    manifest['package_query'] = PACKAGE_QUERY.get(facts.get('ansible_pkg_mgr'), NO_QUERY)
+    manifest['package_query'] = PACKAGE_QUERY.get(host_os['pkg_mgr'], NO_QUERY)
+    report = dict(in_sync=False, drift=[], changed_items=[], packages=[], os=host_os)
     try:
-        manifest['packages'] = package_list(host, facts)
+        manifest['packages'] = package_list(host, host_os)
         manifest, version = hostsetup.fold_bpffs_unit(manifest)
         found = hostsetup.compare(manifest)
-        report = dict(in_sync=not found['drift'], drift=found['drift'], changed_items=[],
-                      packages=manifest['packages'], bpffs_mounted=found['bpffs_mounted'])
+        report.update(in_sync=not found['drift'], drift=found['drift'], packages=manifest['packages'],
+                      bpffs_mounted=found['bpffs_mounted'])
         if version is not None:
             report['systemd_version'] = version
         if found['missing_packages']:
             module.fail_json(msg='host_setup: packages not installed: %s; nothing changed'
                              % ', '.join(found['missing_packages']),
-                             missing_packages=found['missing_packages'], host_setup=report, ansible_facts=facts)
+                             missing_packages=found['missing_packages'], host_setup=report)
         plan = None
         if found['drift'] and not module.check_mode:
             plan = hostsetup.prepare(manifest)
     except hostsetup.HostSetupError as exc:
-        module.fail_json(msg='host_setup: %s' % exc, ansible_facts=facts)
+        module.fail_json(msg='host_setup: %s' % exc, host_setup=report)
     except (IOError, OSError) as exc:
-        module.fail_json(msg='host_setup: %s' % exc, ansible_facts=facts)
-    return facts, manifest, report, plan
+        module.fail_json(msg='host_setup: %s' % exc, host_setup=report)
+    return manifest, report, plan
 
 
 def main():
@@ -840,13 +799,13 @@ def main():
         supports_check_mode=True,
     )
     host = module.params['host_setup']
-    facts = manifest = report = plan = None
+    manifest = report = plan = None
     if host is not None and module.params['netns']:
         module.fail_json(msg='host_setup: not with netns %r (sysctls and mounts would apply to the '
                          "module's own namespaces)" % module.params['netns'])
     if host is not None:
         # Packages first: without them bcc and pyroute2 may be missing too.
-        facts, manifest, report, plan = host_setup_start(module, host)
+        manifest, report, plan = host_setup_start(module, host)
     deps.fail_if_missing(module, missing_required_lib)
 
     params = dict((k, v) for k, v in module.params.items() if not k.startswith('_') and k != 'host_setup')
@@ -871,7 +830,7 @@ def main():
             result = engine.run(cfg, check_mode=module.check_mode, sources=module.params['_sources'],
                                 diff=module._diff)
         except (engine.EngineError, hostsetup.command.CommandError) as exc:
-            module.fail_json(msg=str(exc), name=cfg.name, ansible_facts=facts or {})
+            module.fail_json(msg=str(exc), name=cfg.name, **({'host_setup': report} if report else {}))
     for warning in result.pop('warnings', []):
         module.warn(warning)
     if not module._diff:
@@ -883,14 +842,13 @@ def main():
                 report['changed_items'] += hostsetup.commit(manifest, plan)
             except (IOError, OSError) as exc:
                 module.fail_json(msg='host_setup: the balancer is configured, the host setup failed: %s' % exc,
-                                 host_setup=report, ansible_facts=facts)
+                                 host_setup=report)
         host_changed = bool(report['changed_items']) or (module.check_mode and not report['in_sync'])
         result['changed'] = result.get('changed', False) or host_changed
         if module._diff and not report['in_sync']:
             diffs = [result['diff']] if result.get('diff') else []
             result['diff'] = diffs + file_diffs(manifest['files'])
         result['host_setup'] = report
-        result['ansible_facts'] = facts
     module.exit_json(**result)
 
 

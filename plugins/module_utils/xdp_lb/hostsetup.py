@@ -193,6 +193,71 @@ def bpffs_mounted(mountinfo="/proc/self/mountinfo"):
     return False
 
 
+# /etc/os-release ID -> distribution as Ansible's facts name it, and the
+# ID or ID_LIKE values of each OS family.
+DISTRIBUTIONS = {
+    "debian": "Debian", "ubuntu": "Ubuntu", "linuxmint": "Linux Mint", "raspbian": "Debian",
+    "fedora": "Fedora", "rhel": "RedHat", "centos": "CentOS", "rocky": "Rocky",
+    "almalinux": "AlmaLinux", "ol": "OracleLinux", "amzn": "Amazon",
+    "opensuse-leap": "openSUSE Leap", "opensuse-tumbleweed": "openSUSE Tumbleweed", "sles": "SLES",
+    "arch": "Archlinux", "alpine": "Alpine",
+}
+FAMILIES = (
+    ("Debian", ("debian", "ubuntu")),
+    ("RedHat", ("rhel", "fedora", "centos")),
+    ("Suse", ("suse", "opensuse", "sles")),
+    ("Archlinux", ("arch",)),
+    ("Alpine", ("alpine",)),
+)
+PACKAGE_MANAGERS = (
+    ("apt", "/usr/bin/apt-get"), ("dnf5", "/usr/bin/dnf5"), ("dnf", "/usr/bin/dnf"), ("yum", "/usr/bin/yum"),
+    ("zypper", "/usr/bin/zypper"), ("pacman", "/usr/bin/pacman"), ("apk", "/sbin/apk"),
+)
+
+
+def read_os_release(path="/etc/os-release"):
+    out = {}
+    try:
+        with open(path) as handle:
+            for line in handle:
+                key, sep, value = line.strip().partition("=")
+                if sep:
+                    out[key] = value.strip().strip('"').strip("'")
+    except (IOError, OSError):
+        pass
+    return out
+
+
+def host_os(os_release="/etc/os-release", root="/"):
+    """What the role needs to know of the host: ``distribution`` and
+    ``family`` (named as Ansible's facts name them: Debian, RedHat, ...),
+    ``pkg_mgr`` (apt, dnf5, dnf, yum, ...; "unknown") and ``service_mgr``
+    ("systemd" when systemd runs, else PID 1's name).  Read from
+    /etc/os-release, the package managers' paths and /run/systemd/system;
+    cheaper than Ansible's fact collectors, which a module would ship and
+    compile on every run."""
+    rel = read_os_release(os_release)
+    ident = rel.get("ID", "").lower()
+    like = rel.get("ID_LIKE", "").lower().split()
+    distribution = DISTRIBUTIONS.get(ident, rel.get("NAME", "") or "unknown")
+    family = distribution
+    for name, members in FAMILIES:
+        if ident in members or any(value in members for value in like):
+            family = name
+            break
+    pkg_mgr = next((name for name, path in PACKAGE_MANAGERS
+                    if os.path.exists(os.path.join(root, path.lstrip("/")))), "unknown")
+    if os.path.isdir(os.path.join(root, "run/systemd/system")):
+        service_mgr = "systemd"
+    else:
+        try:
+            with open(os.path.join(root, "proc/1/comm")) as handle:
+                service_mgr = handle.read().strip() or "unknown"
+        except (IOError, OSError):
+            service_mgr = "unknown"
+    return {"distribution": distribution, "family": family, "pkg_mgr": pkg_mgr, "service_mgr": service_mgr}
+
+
 def systemd_version():
     """systemd's version number, 0 when systemctl does not run."""
     try:

@@ -186,3 +186,29 @@ def test_interfaces(tmp_path):
     result = hostsetup.compare({"interfaces": ["eth0", "eth1"]}, sys_class_net=str(tmp_path))
     assert result["missing_interfaces"] == ["eth1"]
     assert result["drift"] == []          # an inventory error, not drift
+
+
+@pytest.mark.parametrize("release, distribution, family", [
+    ('ID=debian\nVERSION_ID="12"\n', "Debian", "Debian"),
+    ('ID=ubuntu\nID_LIKE=debian\n', "Ubuntu", "Debian"),
+    ('ID="rocky"\nID_LIKE="rhel centos fedora"\n', "Rocky", "RedHat"),
+    ('ID=fedora\n', "Fedora", "RedHat"),
+    ('ID=pop\nID_LIKE="ubuntu debian"\nNAME="Pop!_OS"\n', "Pop!_OS", "Debian"),
+    ('ID=nixos\nNAME=NixOS\n', "NixOS", "NixOS"),
+])
+def test_host_os(tmp_path, release, distribution, family):
+    (tmp_path / "os-release").write_text(release)
+    root = tmp_path / "root"
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "dnf").write_text("")
+    (root / "run" / "systemd" / "system").mkdir(parents=True)
+    got = hostsetup.host_os(os_release=str(tmp_path / "os-release"), root=str(root))
+    assert got == {"distribution": distribution, "family": family, "pkg_mgr": "dnf", "service_mgr": "systemd"}
+
+
+def test_host_os_without_systemd_or_package_manager(tmp_path):
+    root = tmp_path / "root"
+    (root / "proc" / "1").mkdir(parents=True)
+    (root / "proc" / "1" / "comm").write_text("init\n")
+    got = hostsetup.host_os(os_release=str(tmp_path / "none"), root=str(root))
+    assert got == {"distribution": "unknown", "family": "unknown", "pkg_mgr": "unknown", "service_mgr": "init"}
