@@ -35,7 +35,7 @@ def load(name):
 
 def subtitle(doc):
     m = doc["machine"]
-    return "%s, %s CPUs, kernel %s (shared machine: noisy)" % (m["date"], m["nproc"], m["kernel"])
+    return "%s, %s CPUs, kernel %s" % (m["date"], m["nproc"], m["kernel"])
 
 
 def forwarding(doc):

@@ -45,6 +45,8 @@
 #ifndef XDP_LB_SVC_TTL_MS
 #define XDP_LB_SVC_TTL_MS XDP_LB_NH_TTL_MS  /* service cache lifetime; 0 = no cache */
 #endif
+/* XDP_LB_HZ: the kernel's CONFIG_HZ, if known (the control plane passes it):
+ * the caches then count time in jiffies, else in coarse nanoseconds. */
 #ifndef XDP_LB_NH_REPLY_SLOTS
 #define XDP_LB_NH_REPLY_SLOTS 1024  /* next-hop cache slots for NAT replies (by client) */
 #endif
@@ -171,7 +173,7 @@ struct lb_nat_entry {
 struct lb_nexthop {
 	__u32 daddr[4];             /* destination looked up (backend or client) */
 	__u32 saddr[4];             /* source looked up; all zero for dsr (not compared) */
-	__u64 expires;              /* bpf_ktime_get_coarse_ns() deadline; 0 = empty */
+	__u64 expires;              /* deadline on the caches' clock (jiffies or coarse ns); 0 = empty */
 	__u32 in_ifindex;           /* ingress interface the lookup was made for */
 	__u32 out_ifindex;          /* egress interface */
 	__u16 mtu;                  /* longest L3 packet known to fit (host order) */
@@ -188,7 +190,7 @@ struct lb_nexthop {
 struct lb_svc_cache {
 	struct lb_service_key key;
 	__u32 pad;
-	__u64 expires;              /* bpf_ktime_get_coarse_ns() deadline; 0 = empty */
+	__u64 expires;              /* deadline on the caches' clock (jiffies or coarse ns); 0 = empty */
 };
 
 /* lb_stats[enum xdp_lb_stat], lb_backend_stats[backend id],

@@ -518,18 +518,27 @@ static __always_inline int verdict(struct lb_packet *pkt, int action, int reason
  * Two per-CPU caches spare the hit path its two most expensive steps:
  * lb_nexthop (bpf_fib_lookup results, see next_hop()) and lb_svc_cache
  * (lb_services lookups, see known_flow()).  Both go stale by time only,
- * on a clock read at most once per packet: bpf_ktime_get_coarse_ns() moves
- * once per tick, which is precise enough for lifetimes of milliseconds and
- * costs a few ns (bpf_ktime_get_ns() costs ~45 ns on a VM; bpf_jiffies64()
- * is cheaper still, but turning jiffies into milliseconds needs the
- * kernel's CONFIG_HZ, which libbpf can only read from a config file that a
- * host may not have). */
+ * on a clock read at most once per packet.  Built with XDP_LB_HZ (the
+ * kernel's CONFIG_HZ, which the control plane reads from the kernel's
+ * config and passes to clang), the clock is bpf_jiffies64(), the cheapest
+ * there is; without it, bpf_ktime_get_coarse_ns(), a few ns more.  Both
+ * move once per tick, precise enough for lifetimes of milliseconds
+ * (bpf_ktime_get_ns() costs ~45 ns on a VM).  LB_MS() turns milliseconds
+ * into the clock's unit, at least one tick. */
+
+#ifdef XDP_LB_HZ
+#define LB_CLOCK() bpf_jiffies64()
+#define LB_MS(ms) (((__u64)(ms) * XDP_LB_HZ + 999) / 1000)
+#else
+#define LB_CLOCK() bpf_ktime_get_coarse_ns()
+#define LB_MS(ms) ((__u64)(ms) * 1000000)
+#endif
 
 #if XDP_LB_NH_TTL_MS || XDP_LB_SVC_TTL_MS
 static __always_inline __u64 cache_clock(struct lb_packet *pkt)
 {
 	if (!pkt->now)
-		pkt->now = bpf_ktime_get_coarse_ns();
+		pkt->now = LB_CLOCK();
 	return pkt->now;
 }
 #endif
@@ -564,7 +573,7 @@ static __always_inline __u64 cache_clock(struct lb_packet *pkt)
  * -DXDP_LB_NH_TTL_MS=0 to look every packet up.
  */
 
-#define NH_TTL_NS ((__u64)XDP_LB_NH_TTL_MS * 1000000)
+#define NH_TTL LB_MS(XDP_LB_NH_TTL_MS)
 #define NH_NO_SLOT 0xFFFFFFFF       /* no cache slot: always the full lookup */
 
 enum hop_result {
@@ -642,7 +651,7 @@ static __always_inline void nh_cache_put(struct lb_packet *pkt, struct lb_nextho
 	nh->mtu = fib->mtu_result;
 	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
 	__builtin_memcpy(nh->smac, fib->smac, ETH_ALEN);
-	nh->expires = cache_clock(pkt) + NH_TTL_NS;
+	nh->expires = cache_clock(pkt) + NH_TTL;
 }
 #endif
 
@@ -823,7 +832,7 @@ static __always_inline struct lb_backend *usable_backend(__u32 id, const struct 
 	return be && be->service_id == svc->id ? be : NULL;
 }
 
-#define SVC_TTL_NS ((__u64)XDP_LB_SVC_TTL_MS * 1000000)
+#define SVC_TTL LB_MS(XDP_LB_SVC_TTL_MS)
 
 /* lb_services[(dst, dport, proto, family)]; a hit is also kept in
  * lb_svc_cache[its id] for XDP_LB_SVC_TTL_MS. */
@@ -844,7 +853,7 @@ static __always_inline struct lb_service *lookup_service(struct lb_packet *pkt)
 
 		if (sc) {
 			sc->key = key;
-			sc->expires = cache_clock(pkt) + SVC_TTL_NS;
+			sc->expires = cache_clock(pkt) + SVC_TTL;
 		}
 	}
 #endif

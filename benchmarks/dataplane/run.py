@@ -356,11 +356,11 @@ def main():
     lab = L.Lab("bench-%d" % os.getpid())
     tiny = []
     try:
-        obj = build.compile_object(L.FILES, build_dir, {})[0]
+        obj = build.compile_object(L.FILES, build_dir, build.host_defines())[0]
         lab.start(obj)
         tiny = [bpf.LoadedObject(compile_tiny("xdp_" + name, build_dir), prog_name="xdp_" + name)
                 for name in ("drop", "macswap")]
-        tiny.append(bpf.LoadedObject(build.compile_object(L.FILES, build_dir, {"XDP_LB_NH_TTL_MS": 0})[0],
+        tiny.append(bpf.LoadedObject(build.compile_object(L.FILES, build_dir, dict(build.host_defines(), XDP_LB_NH_TTL_MS=0))[0],
                                      lab.pin_root))
         progs = {"lb": lab.prog_fd, "drop": tiny[0].prog_fd, "macswap": tiny[1].prog_fd,
                  "lb_nocache": tiny[2].prog_fd}

@@ -24,7 +24,7 @@ def build_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def obj_path(build_dir):
-    return build.compile_object(FILES, build_dir, {})[0]
+    return build.compile_object(FILES, build_dir, build.host_defines())[0]
 
 
 @pytest.fixture(scope="session")
@@ -59,10 +59,11 @@ def one_cpu():
 @pytest.fixture
 def use_build(lab, build_dir, obj_path, one_cpu):
     """use_build(**defines): the lab runs the data plane built with these
-    defines (on the same maps) until the test ends, then the default one.
-    The test runs on one CPU (see one_cpu)."""
+    defines and the host's (XDP_LB_HZ; XDP_LB_HZ=None leaves it out) on
+    the same maps until the test ends, then the default one.  The test runs
+    on one CPU (see one_cpu)."""
     def use(**defines):
-        lab.load(build.compile_object(FILES, build_dir, defines)[0])
+        lab.load(build.compile_object(FILES, build_dir, dict(build.host_defines(), **defines))[0])
         return lab
     try:
         yield use

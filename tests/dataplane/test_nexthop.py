@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import layout
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import build, layout
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.command import run
 
 import dplab as L
@@ -103,8 +103,12 @@ def test_nat_changed_neighbour_is_seen_after_a_flush(lab, use_build, family):
         assert bytes(entries(lab, bid)[0].dmac) == L.mac_bytes(NEW_MAC)
 
 
-def test_expired_entry_is_looked_up_again(lab, use_build):
-    use_build(XDP_LB_NH_TTL_MS=1)    # 1 ms lifetime
+@pytest.mark.parametrize("clock", ["jiffies", "coarse_ns"])
+def test_expired_entry_is_looked_up_again(lab, use_build, clock):
+    if clock == "jiffies" and not build.host_defines():
+        pytest.skip("CONFIG_HZ of this kernel unknown: the data plane uses coarse ns")
+    # 1 ms lifetime; XDP_LB_HZ=None: the clock without CONFIG_HZ
+    use_build(XDP_LB_NH_TTL_MS=1, **({} if clock == "jiffies" else {"XDP_LB_HZ": None}))
     client, vip, dummy = nat_setup(lab, 4)
     be = L.BACKENDS4[0]
     assert lab.run(client_frame(client, vip, "tcp", 35020, 80))[1][:6] == L.mac_bytes(L.NEIGH[be][1])

@@ -11,8 +11,10 @@ twice, and any change to them gives a new object next to the old one.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import gzip
 import hashlib
 import os
+import re
 import tempfile
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.command import run, CommandError
@@ -46,6 +48,30 @@ def read_sources(source_dir):
         except IOError as exc:
             raise BuildError("cannot read %s: %s" % (path, exc))
     return out
+
+
+def kernel_hz(release=None, boot="/boot", proc_config="/proc/config.gz"):
+    """The running kernel's CONFIG_HZ from /boot/config-<release> or
+    /proc/config.gz; None when neither says."""
+    release = release or os.uname()[2]
+    candidates = [(os.path.join(boot, "config-" + release), open), (proc_config, gzip.open)]
+    for path, opener in candidates:
+        try:
+            with opener(path, "rt") as handle:
+                for line in handle:
+                    match = re.match(r"CONFIG_HZ=(\d+)\s*$", line)
+                    if match:
+                        return int(match.group(1))
+        except (IOError, OSError, EOFError):
+            continue
+    return None
+
+
+def host_defines():
+    """Defines that depend on the running kernel: XDP_LB_HZ (the caches
+    then use the cheaper jiffies clock) when CONFIG_HZ can be read."""
+    hz = kernel_hz()
+    return {"XDP_LB_HZ": hz} if hz else {}
 
 
 def define_args(defines):

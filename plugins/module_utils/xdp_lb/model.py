@@ -16,7 +16,7 @@ import ipaddress
 import os
 import re
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import layout
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import build, layout
 
 DEFAULT_STATE_DIR = "/var/lib/netfleet-xdp-lb"
 DEFAULT_BUILD_DIR = "/var/cache/netfleet-xdp-lb"
@@ -136,6 +136,7 @@ class Config:
         }
         if self.debug:
             out["XDP_LB_DEBUG"] = True
+        out.update(build.host_defines())
         return out
 
     @property

@@ -10,7 +10,7 @@ import copy
 
 import pytest
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import layout
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import build, layout
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.model import (
     ConfigError, Config, validate, is_prime)
 
@@ -58,8 +58,8 @@ def test_defaults():
     assert [(b.address, b.weight, b.port) for b in s0.backends] == [
         ("198.18.1.1", 100, 80), ("198.18.1.2", 50, 8080)]
     assert (s1.protocol, s1.scheduler, s1.family, s1.key) == ("udp", "ip_hash", 6, "udp/[fd00:18::10]:53")
-    assert cfg.defines() == {"XDP_LB_MAX_SERVICES": 32, "XDP_LB_MAX_BACKENDS": 4096,
-                             "XDP_LB_RING_SIZE": 65537, "XDP_LB_CT_SIZE": 65536}
+    assert cfg.defines() == dict({"XDP_LB_MAX_SERVICES": 32, "XDP_LB_MAX_BACKENDS": 4096,
+                                  "XDP_LB_RING_SIZE": 65537, "XDP_LB_CT_SIZE": 65536}, **build.host_defines())
 
 
 def test_normalises_addresses_and_alias():
