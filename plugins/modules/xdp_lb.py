@@ -653,6 +653,8 @@ missing_packages:
   sample: [clang]
 '''
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import deps, engine, hostsetup, model
@@ -813,6 +815,13 @@ def main():
         cfg = model.validate(params)
     except model.ConfigError as exc:
         module.fail_json(msg=str(exc), field=exc.path)
+
+    if host is not None and cfg.state == 'present':
+        # Before host_setup changes anything (the engine checks again).
+        for field in ('interfaces', 'redirect_interfaces'):
+            for i, name in enumerate(module.params[field] or []):
+                if not os.path.exists(os.path.join('/sys/class/net', name)):
+                    module.fail_json(msg='%s[%d]: interface %s not found' % (field, i, name), host_setup=report)
 
     if host is not None and host['bpffs'] and not report['bpffs_mounted'] and module.check_mode:
         # Nothing to inspect without bpffs: everything would be created.

@@ -82,27 +82,29 @@ def _owner_mode(path, st, spec):
     return out
 
 
-def compare_file(spec):
-    path = spec["path"]
+def _present_as(path, is_kind, kind):
+    """(lstat result or None, drift lines) of a path that must be a ``kind``."""
     st = _lstat(path)
     if st is None:
-        return ["%s: missing" % path]
-    if not stat.S_ISREG(st.st_mode):
-        return ["%s: not a regular file" % path]
-    out = _owner_mode(path, st, spec)
-    if _read(path) != spec["content"].encode("utf-8"):
-        out.append("%s: content differs" % path)
+        return None, ["%s: missing" % path]
+    if not is_kind(st.st_mode):
+        return None, ["%s: not a %s" % (path, kind)]
+    return st, []
+
+
+def compare_file(spec):
+    st, out = _present_as(spec["path"], stat.S_ISREG, "regular file")
+    if st is None:
+        return out
+    out = _owner_mode(spec["path"], st, spec)
+    if _read(spec["path"]) != spec["content"].encode("utf-8"):
+        out.append("%s: content differs" % spec["path"])
     return out
 
 
 def compare_directory(spec):
-    path = spec["path"]
-    st = _lstat(path)
-    if st is None:
-        return ["%s: missing" % path]
-    if not stat.S_ISDIR(st.st_mode):
-        return ["%s: not a directory" % path]
-    return _owner_mode(path, st, spec)
+    st, out = _present_as(spec["path"], stat.S_ISDIR, "directory")
+    return out if st is None else _owner_mode(spec["path"], st, spec)
 
 
 def compare_link(spec):
