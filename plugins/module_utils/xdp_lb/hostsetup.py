@@ -28,8 +28,6 @@ A manifest (every key optional):
 - ``bpffs`` (compare only): bpffs mounted on /sys/fs/bpf;
 - ``bpffs_unit``: ``{path, content, mode, link}``, a file and a link
   like the others under systemd older than 239 (fold_bpffs_unit);
-- ``interfaces`` (compare only): names that must exist, reported apart
-  (an inventory error, not drift).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -288,10 +286,9 @@ def fold_bpffs_unit(manifest):
     return out, version
 
 
-def compare(manifest, sys_class_net="/sys/class/net"):
+def compare(manifest):
     """Returns a dict: ``drift`` (one line per difference, empty when the
-    host matches), ``missing_packages``, ``missing_interfaces`` and
-    ``bpffs_mounted``."""
+    host matches), ``missing_packages`` and ``bpffs_mounted``."""
     drift = []
     for spec in manifest.get("directories") or []:
         drift += compare_directory(spec)
@@ -314,12 +311,9 @@ def compare(manifest, sys_class_net="/sys/class/net"):
     if manifest.get("bpffs") and not mounted:
         drift.append("%s: bpffs not mounted" % BPFFS)
 
-    missing_interfaces = [name for name in manifest.get("interfaces") or []
-                          if not os.path.exists(os.path.join(sys_class_net, name))]
     return {
         "drift": drift,
         "missing_packages": missing_packages,
-        "missing_interfaces": missing_interfaces,
         "bpffs_mounted": mounted,
     }
 

@@ -181,13 +181,6 @@ def test_bpffs_mountinfo(tmp_path):
     assert not hostsetup.bpffs_mounted(str(info))
 
 
-def test_interfaces(tmp_path):
-    (tmp_path / "eth0").mkdir()
-    result = hostsetup.compare({"interfaces": ["eth0", "eth1"]}, sys_class_net=str(tmp_path))
-    assert result["missing_interfaces"] == ["eth1"]
-    assert result["drift"] == []          # an inventory error, not drift
-
-
 @pytest.mark.parametrize("release, distribution, family", [
     ('ID=debian\nVERSION_ID="12"\n', "Debian", "Debian"),
     ('ID=ubuntu\nID_LIKE=debian\n', "Ubuntu", "Debian"),
