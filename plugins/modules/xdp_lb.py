@@ -659,15 +659,15 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import deps, engine, hostsetup, model
 
-# What prints "ii <name>" for each installed package of a list.
+# What prints "ii <name>" for each installed package of a list (another
+# package manager: no query, every package counts as missing).
+RPM_QUERY = ['rpm', '--query', '--queryformat=ii %{NAME}\n']
 PACKAGE_QUERY = {
     'apt': ['dpkg-query', '--show', '--showformat=${db:Status-Abbrev}${Package}\n'],
-    'dnf': ['rpm', '--query', '--queryformat=ii %{NAME}\n'],
-    'dnf5': ['rpm', '--query', '--queryformat=ii %{NAME}\n'],
-    'yum': ['rpm', '--query', '--queryformat=ii %{NAME}\n'],
+    'dnf': RPM_QUERY,
+    'dnf5': RPM_QUERY,
+    'yum': RPM_QUERY,
 }
-# A query that reports nothing installed: every package counts as missing.
-NO_QUERY = ['true']
 
 HOST_SETUP_SPEC = dict(
     files=dict(type='list', elements='dict', default=[], options=dict(
@@ -741,11 +741,9 @@ def package_list(host, host_os):
 
 
 def file_diffs(files):
-    """Before/after of the files that differ, for --diff."""
+    """Before/after of the files that differ (compare()'s ``files``), for --diff."""
     out = []
     for spec in files:
-        if not hostsetup.compare_file(spec):
-            continue
         try:
             with open(spec['path']) as handle:
                 before = handle.read()
@@ -758,7 +756,8 @@ def file_diffs(files):
 def host_setup_start(module, host):
     """Before the balancer: the host's OS, packages, the comparison, and
     every check of what will be written.  Fails (changing nothing) on
-    missing packages or bad input.  Returns (manifest, report, plan)."""
+    missing packages or bad input.  Returns (manifest, report, plan, the
+    file specs that differ)."""
     for field in ('files', 'directories'):
         for spec in host[field]:
             if spec.get('mode') is not None:
@@ -770,8 +769,9 @@ def host_setup_start(module, host):
     host_os = hostsetup.host_os()
     manifest = dict(host)
     manifest['sysctl'] = dict((str(k), str(v)) for k, v in host['sysctl'].items())
-    manifest['package_query'] = PACKAGE_QUERY.get(host_os['pkg_mgr'], NO_QUERY)
+    manifest['package_query'] = PACKAGE_QUERY.get(host_os['pkg_mgr'])
     report = dict(in_sync=False, drift=[], changed_items=[], packages=[], os=host_os)
+    found = dict(files=[])
     try:
         manifest['packages'] = package_list(host, host_os)
         manifest, version = hostsetup.fold_bpffs_unit(manifest)
@@ -786,12 +786,12 @@ def host_setup_start(module, host):
                              missing_packages=found['missing_packages'], host_setup=report)
         plan = None
         if found['drift'] and not module.check_mode:
-            plan = hostsetup.prepare(manifest)
+            plan = hostsetup.prepare(manifest, found)
     except hostsetup.HostSetupError as exc:
         module.fail_json(msg='host_setup: %s' % exc, host_setup=report)
     except (IOError, OSError) as exc:
         module.fail_json(msg='host_setup: %s' % exc, host_setup=report)
-    return manifest, report, plan
+    return manifest, report, plan, found['files']
 
 
 def main():
@@ -801,13 +801,13 @@ def main():
         supports_check_mode=True,
     )
     host = module.params['host_setup']
-    manifest = report = plan = None
+    manifest = report = plan = differing = None
     if host is not None and module.params['netns']:
         module.fail_json(msg='host_setup: not with netns %r (sysctls and mounts would apply to the '
                          "module's own namespaces)" % module.params['netns'])
     if host is not None:
         # Packages first: without them bcc and pyroute2 may be missing too.
-        manifest, report, plan = host_setup_start(module, host)
+        manifest, report, plan, differing = host_setup_start(module, host)
     deps.fail_if_missing(module, missing_required_lib)
 
     params = dict((k, v) for k, v in module.params.items() if not k.startswith('_') and k != 'host_setup')
@@ -856,7 +856,7 @@ def main():
         result['changed'] = result.get('changed', False) or host_changed
         if module._diff and not report['in_sync']:
             diffs = [result['diff']] if result.get('diff') else []
-            result['diff'] = diffs + file_diffs(manifest['files'])
+            result['diff'] = diffs + file_diffs(differing)
         result['host_setup'] = report
     module.exit_json(**result)
 

@@ -50,9 +50,20 @@ def read_sources(source_dir):
     return out
 
 
+_HZ = {}
+
+
 def kernel_hz(release=None, boot="/boot", proc_config="/proc/config.gz"):
     """The running kernel's CONFIG_HZ from /boot/config-<release> or
-    /proc/config.gz; None when neither says."""
+    /proc/config.gz; None when neither says.  Read once per process and
+    arguments (Config.defines() asks on every call)."""
+    key = (release, boot, proc_config)
+    if key not in _HZ:
+        _HZ[key] = _read_kernel_hz(release, boot, proc_config)
+    return _HZ[key]
+
+
+def _read_kernel_hz(release, boot, proc_config):
     release = release or os.uname()[2]
     candidates = [(os.path.join(boot, "config-" + release), open), (proc_config, gzip.open)]
     for path, opener in candidates:

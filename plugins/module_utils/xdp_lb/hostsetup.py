@@ -24,7 +24,8 @@ A manifest (every key optional):
   ``sysctl`` had before they were first set; keys no longer wanted get
   their saved value back.  Must hold exactly the keys of ``sysctl``;
 - ``packages`` and ``package_query`` (compare only): installed packages,
-  queried with one command that prints ``ii <name>`` per installed one;
+  queried with one command that prints ``ii <name>`` per installed one
+  (without a query, every package counts as missing);
 - ``bpffs`` (compare only): bpffs mounted on /sys/fs/bpf;
 - ``bpffs_unit``: ``{path, content, mode, link}``, a file and a link
   like the others under systemd older than 239 (fold_bpffs_unit);
@@ -174,8 +175,10 @@ def compare_sysctl(values, saved_path):
 
 
 def installed_packages(query, packages):
-    """Names among ``packages`` that ``query`` reports installed; none when
-    the query does not run."""
+    """Names among ``packages`` that ``query`` reports installed; none
+    without a query or when it does not run."""
+    if not query:
+        return set()
     try:
         dummy, out, dummy = command.run(list(query) + list(packages), check=False)
     except command.CommandError:
@@ -288,12 +291,17 @@ def fold_bpffs_unit(manifest):
 
 def compare(manifest):
     """Returns a dict: ``drift`` (one line per difference, empty when the
-    host matches), ``missing_packages`` and ``bpffs_mounted``."""
+    host matches), ``files`` (the file specs that differ),
+    ``missing_packages`` and ``bpffs_mounted``."""
     drift = []
     for spec in manifest.get("directories") or []:
         drift += compare_directory(spec)
+    files = []
     for spec in manifest.get("files") or []:
-        drift += compare_file(spec)
+        lines = compare_file(spec)
+        if lines:
+            files.append(spec)
+            drift += lines
     for spec in manifest.get("links") or []:
         drift += compare_link(spec)
     for path in manifest.get("absent") or []:
@@ -313,6 +321,7 @@ def compare(manifest):
 
     return {
         "drift": drift,
+        "files": files,
         "missing_packages": missing_packages,
         "bpffs_mounted": mounted,
     }
@@ -380,12 +389,13 @@ def mount_bpffs():
     command.run(["mount", "-t", "bpf", "-o", "rw,nosuid,nodev,noexec,relatime,mode=700", "bpf", BPFFS])
 
 
-def prepare(manifest):
-    """Everything apply() will do, checked before anything is written:
+def prepare(manifest, found):
+    """Everything commit() will do, checked before anything is written:
     unit files verified, sysctl keys present, saved values readable.
-    Raises HostSetupError; returns the plan for commit()."""
+    ``found`` is compare()'s result.  Raises HostSetupError; returns the
+    plan for commit()."""
     saved_new, sysctl_writes = sysctl_plan(manifest.get("sysctl") or {}, manifest.get("sysctl_saved"))
-    files = [spec for spec in manifest.get("files") or [] if compare_file(spec)]
+    files = found["files"]
     for spec in files:
         if spec["path"].endswith(UNIT_SUFFIXES):
             verify_unit(os.path.basename(spec["path"]), spec["content"])
@@ -447,5 +457,5 @@ def commit(manifest, plan):
 
 
 def apply(manifest):
-    """prepare() then commit(): bad input changes nothing."""
-    return commit(manifest, prepare(manifest))
+    """compare(), prepare() then commit(): bad input changes nothing."""
+    return commit(manifest, prepare(manifest, compare(manifest)))
