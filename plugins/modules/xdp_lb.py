@@ -376,6 +376,36 @@ options:
             description: The enabling link, pointing at O(host_setup.bpffs_unit.path).
             type: path
             required: true
+      engine_dir:
+        description:
+          - Install the engine tree (the collection's C(plugins/module_utils)) under this directory, for
+            the restore command and the health and metrics units (C(PYTHONPATH) of their units). The files
+            are the code of this module run, so the installed engine is the one that configured the
+            balancer; managed like O(host_setup.files) (mode C(0644), directories C(0755)).
+        type: path
+      systemd_reload:
+        description:
+          - Run C(systemctl daemon-reload) when this run changed a unit file or a link to one (a path
+            ending in C(.service), C(.timer) or C(.mount)) and systemd runs on the host.
+        type: bool
+        default: false
+      restart_on_change:
+        description:
+          - Units to restart (C(systemctl restart)) when this run changed one of their paths, where
+            systemd runs; after the daemon-reload.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          unit:
+            description: The unit's name.
+            type: str
+            required: true
+          paths:
+            description: Paths of O(host_setup.files), O(host_setup.links) or O(host_setup.absent).
+            type: list
+            elements: path
+            required: true
   _sources:
     description:
       - Internal. The action plugin sets it to the data-plane source files. Do not set it.
@@ -634,6 +664,15 @@ host_setup:
       description: Whether bpffs was mounted on C(/sys/fs/bpf) before this run.
       type: bool
       sample: true
+    systemd_reloaded:
+      description: Whether C(systemctl daemon-reload) ran (O(host_setup.systemd_reload)).
+      type: bool
+      sample: false
+    restarted:
+      description: Units restarted (O(host_setup.restart_on_change)).
+      type: list
+      elements: str
+      sample: [netfleet-xdp-lb-health-default.service]
     systemd_version:
       description: systemd's version (0 without systemctl), read when O(host_setup.bpffs_unit) is given.
       type: int
@@ -692,6 +731,11 @@ HOST_SETUP_SPEC = dict(
         content=dict(type='str', required=True),
         mode=dict(type='str'),
         link=dict(type='path', required=True))),
+    engine_dir=dict(type='path'),
+    systemd_reload=dict(type='bool', default=False),
+    restart_on_change=dict(type='list', elements='dict', default=[], options=dict(
+        unit=dict(type='str', required=True),
+        paths=dict(type='list', elements='path', required=True))),
 )
 
 ARGUMENT_SPEC = dict(
@@ -770,11 +814,12 @@ def host_setup_start(module, host):
     manifest = dict(host)
     manifest['sysctl'] = dict((str(k), str(v)) for k, v in host['sysctl'].items())
     manifest['package_query'] = PACKAGE_QUERY.get(host_os['pkg_mgr'])
-    report = dict(in_sync=False, drift=[], changed_items=[], packages=[], os=host_os)
+    report = dict(in_sync=False, drift=[], changed_items=[], packages=[], os=host_os, systemd_reloaded=False,
+                  restarted=[])
     found = dict(files=[])
     try:
         manifest['packages'] = package_list(host, host_os)
-        manifest, version = hostsetup.fold_bpffs_unit(manifest)
+        manifest, version = hostsetup.fold_bpffs_unit(hostsetup.fold_engine_tree(manifest))
         found = hostsetup.compare(manifest)
         report.update(in_sync=not found['drift'], drift=found['drift'], packages=manifest['packages'],
                       bpffs_mounted=found['bpffs_mounted'])
@@ -852,6 +897,13 @@ def main():
             except (IOError, OSError) as exc:
                 module.fail_json(msg='host_setup: the balancer is configured, the host setup failed: %s' % exc,
                                  host_setup=report)
+            reload_, units = hostsetup.systemd_actions(manifest, report['changed_items'], report['os']['service_mgr'])
+            try:
+                hostsetup.run_systemd(reload_, units)
+            except hostsetup.command.CommandError as exc:
+                module.fail_json(msg='host_setup: the balancer and the files are in place, systemctl failed: %s' % exc,
+                                 host_setup=report)
+            report.update(systemd_reloaded=reload_, restarted=units)
         host_changed = bool(report['changed_items']) or (module.check_mode and not report['in_sync'])
         result['changed'] = result.get('changed', False) or host_changed
         if module._diff and not report['in_sync']:

@@ -211,7 +211,7 @@ def _close(fd):
 def programs_on(ipr, names):
     """(name, ifindex, netlink.xdp_query) of each of ``names`` that exists and runs an XDP program."""
     for name in names:
-        idx = netlink.link_index(ipr, name)
+        idx = netlink.link_index(name)
         if idx is None:
             continue
         a = netlink.xdp_query(ipr, idx)
@@ -312,7 +312,7 @@ class Engine:
             ifindex = {}
             for field, names in (("interfaces", cfg.interfaces), ("redirect_interfaces", cfg.redirect_interfaces)):
                 for i, name in enumerate(names):
-                    idx = netlink.link_index(ipr, name)
+                    idx = netlink.link_index(name)
                     if idx is None:
                         where = " in network namespace %s" % cfg.netns if cfg.netns else ""
                         raise EngineError("%s[%d]: interface %s not found%s" % (field, i, name, where))
@@ -437,7 +437,7 @@ class Engine:
         for address, ifname in prev.get("neighbours") or []:
             if any(address == w[0] and ifname == w[2] for w in neigh_want):
                 continue
-            idx = netlink.link_index(ipr, ifname)
+            idx = netlink.link_index(ifname)
             if idx is None:
                 continue
             n = netlink.neighbour(ipr, address, idx)
@@ -720,7 +720,7 @@ class Engine:
                                                  % (name, a["prog_id"]))
                     neigh = []
                     for address, ifname in prev.get("neighbours") or []:
-                        idx = netlink.link_index(ipr, ifname)
+                        idx = netlink.link_index(ifname)
                         n = netlink.neighbour(ipr, address, idx) if idx is not None else None
                         if n and n["managed"]:
                             neigh.append((address, idx, ifname))
@@ -829,7 +829,7 @@ def instance_info(data):
         with netlink.in_netns(data.get("netns")):
             with netlink.iproute() as ipr:
                 for name in cfg.get("interfaces") or []:
-                    idx = netlink.link_index(ipr, name)
+                    idx = netlink.link_index(name)
                     if idx is None:
                         out["interfaces"][name] = {"ifindex": None, "prog_id": None, "mode": None,
                                                    "ours": False, "tag": None}

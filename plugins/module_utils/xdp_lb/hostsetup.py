@@ -29,13 +29,22 @@ A manifest (every key optional):
 - ``bpffs`` (compare only): bpffs mounted on /sys/fs/bpf;
 - ``bpffs_unit``: ``{path, content, mode, link}``, a file and a link
   like the others under systemd older than 239 (fold_bpffs_unit);
+- ``engine_dir``: the engine tree (this package, read from the code that
+  runs: an AnsiballZ payload or the collection) under this directory, as
+  more ``files`` and ``directories`` (fold_engine_tree);
+- ``systemd_reload`` (commit's caller): ``systemctl daemon-reload`` after a
+  unit file or link changed, where systemd runs (systemd_actions);
+- ``restart_on_change``: ``{unit, paths}``: restart the unit when one of
+  the paths changed, where systemd runs.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import importlib.util
 import json
 import os
+import pkgutil
 import re
 import shutil
 import stat
@@ -44,6 +53,7 @@ import tempfile
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import command
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.state import write_atomic
 
+ENGINE_PACKAGE = "ansible_collections.netfleet.xdp_lb.plugins.module_utils"
 BPFFS = "/sys/fs/bpf"
 SYSTEMD_MOUNTS_BPFFS = 239
 UNIT_SUFFIXES = (".service", ".timer", ".mount")
@@ -289,6 +299,54 @@ def fold_bpffs_unit(manifest):
     return out, version
 
 
+def _shipped_with_the_module():
+    """Never called.  AnsiballZ ships the module_utils that a module's code
+    imports, anywhere in it; this import makes it ship cli and what only the
+    commands use (health, metrics), so that engine_sources() finds the whole
+    engine in the payload without running them."""
+    from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import cli  # pylint: disable=unused-import
+
+
+def engine_sources():
+    """{path relative to plugins/module_utils: source text} of every module
+    of the engine, read from the code this process runs (in a module run,
+    the AnsiballZ payload: the installed tree is the engine that configured
+    the balancer)."""
+    names = [ENGINE_PACKAGE, ENGINE_PACKAGE + ".xdp_lb"]
+    package = importlib.util.find_spec(names[1])
+    names += sorted(names[1] + "." + info.name
+                    for info in pkgutil.iter_modules(package.submodule_search_locations) if not info.ispkg)
+    out = {}
+    depth = len(ENGINE_PACKAGE.split("."))
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        source = spec.loader.get_source(name) if spec is not None else None
+        if source is None:
+            raise HostSetupError("engine tree: no source of %s to install" % name)
+        parts = name.split(".")[depth:]
+        if spec.submodule_search_locations is not None:
+            parts.append("__init__")
+        out["/".join(parts) + ".py"] = source
+    return out
+
+
+def fold_engine_tree(manifest):
+    """The manifest with the engine tree under ``engine_dir`` among its
+    directories (0755) and files (0644)."""
+    root = manifest.get("engine_dir")
+    if not root:
+        return manifest
+    base = os.path.join(root, *ENGINE_PACKAGE.split(".")[:-1]) + "/module_utils"
+    sources = engine_sources()
+    out = dict(manifest)
+    out["directories"] = list(manifest.get("directories") or []) + [
+        {"path": path, "mode": "0755"} for path in sorted(set(
+            os.path.dirname(os.path.join(base, rel)) for rel in sources))]
+    out["files"] = list(manifest.get("files") or []) + [
+        {"path": os.path.join(base, rel), "content": sources[rel], "mode": "0644"} for rel in sorted(sources)]
+    return out
+
+
 def compare(manifest):
     """Returns a dict: ``drift`` (one line per difference, empty when the
     host matches), ``files`` (the file specs that differ),
@@ -454,6 +512,26 @@ def commit(manifest, plan):
             handle.write(plan["sysctl"][key])
         changed.append("sysctl %s=%s" % (key, plan["sysctl"][key]))
     return changed
+
+
+def systemd_actions(manifest, changed, service_mgr):
+    """(daemon-reload?, units to restart) after ``changed`` (commit's and
+    remove_absent's paths): nothing where systemd does not run."""
+    if service_mgr != "systemd":
+        return False, []
+    changed = set(changed)
+    reload_ = bool(manifest.get("systemd_reload")) and any(path.endswith(UNIT_SUFFIXES) for path in changed)
+    units = [item["unit"] for item in manifest.get("restart_on_change") or []
+             if changed.intersection(item.get("paths") or [])]
+    return reload_, units
+
+
+def run_systemd(reload_, units):
+    """systemctl daemon-reload, then a restart of each unit."""
+    if reload_:
+        command.run(["systemctl", "daemon-reload"])
+    for unit in units:
+        command.run(["systemctl", "restart", unit])
 
 
 def apply(manifest):

@@ -155,10 +155,13 @@ def current_netns_id():
 
 # ---- links and XDP ----------------------------------------------------------------
 
-def link_index(ipr, name):
-    """ifindex of ``name``, or None if there is no such interface."""
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+def link_index(name):
+    """ifindex of ``name`` in this network namespace, or None if there is no
+    such interface (if_nametoindex: pyroute2's link_lookup dumps every link)."""
+    try:
+        return socket.if_nametoindex(name)
+    except (OSError, ValueError):
+        return None
 
 
 def link_name(ipr, index):

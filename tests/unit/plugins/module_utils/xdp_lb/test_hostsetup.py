@@ -205,3 +205,40 @@ def test_host_os_without_systemd_or_package_manager(tmp_path):
     (root / "proc" / "1" / "comm").write_text("init\n")
     got = hostsetup.host_os(os_release=str(tmp_path / "none"), root=str(root))
     assert got == {"distribution": "unknown", "family": "unknown", "pkg_mgr": "unknown", "service_mgr": "init"}
+
+
+def test_engine_sources_are_the_whole_module_utils_tree():
+    here = os.path.dirname(os.path.abspath(hostsetup.__file__))
+    root = os.path.dirname(here)
+    want = dict((os.path.relpath(os.path.join(d, name), root), None)
+                for d in (root, here) for name in os.listdir(d) if name.endswith(".py"))
+    got = hostsetup.engine_sources()
+    assert sorted(got) == sorted(want)
+    for rel, text in got.items():
+        with open(os.path.join(root, rel)) as handle:
+            assert handle.read() == text, rel
+
+
+def test_engine_tree_folds_into_files_and_directories(tmp_path):
+    manifest = hostsetup.fold_engine_tree({"engine_dir": str(tmp_path / "engine"), "files": [{"path": "/x", "content": ""}]})
+    base = str(tmp_path / "engine" / "ansible_collections" / "netfleet" / "xdp_lb" / "plugins" / "module_utils")
+    assert manifest["directories"] == [{"path": base, "mode": "0755"}, {"path": base + "/xdp_lb", "mode": "0755"}]
+    paths = [spec["path"] for spec in manifest["files"]]
+    assert paths[0] == "/x" and base + "/__init__.py" in paths and base + "/xdp_lb/engine.py" in paths
+    assert all(spec["mode"] == "0644" for spec in manifest["files"][1:])
+    assert hostsetup.fold_engine_tree({"files": []}) == {"files": []}
+
+
+@pytest.mark.parametrize("changed, service_mgr, want", [
+    (["/etc/systemd/system/a.service"], "systemd", (True, [])),
+    (["/etc/systemd/system/multi-user.target.wants/h.service"], "systemd", (True, ["h.service"])),
+    (["/var/lib/x/h.conf.json", "sysctl net.ipv4.ip_forward=1"], "systemd", (False, ["h.service"])),
+    (["/etc/sysctl.d/60.conf"], "systemd", (False, [])),
+    (["/etc/systemd/system/a.service", "/var/lib/x/h.conf.json"], "init", (False, [])),
+    ([], "systemd", (False, [])),
+])
+def test_systemd_actions(changed, service_mgr, want):
+    manifest = {"systemd_reload": True, "restart_on_change": [
+        {"unit": "h.service", "paths": ["/etc/systemd/system/multi-user.target.wants/h.service", "/var/lib/x/h.conf.json"]}]}
+    assert hostsetup.systemd_actions(manifest, changed, service_mgr) == want
+    assert hostsetup.systemd_actions({}, changed, service_mgr)[0] is False
