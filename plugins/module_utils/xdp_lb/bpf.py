@@ -80,6 +80,8 @@ def _libbpf():
         lib.bpf_prog_get_fd_by_id.argtypes = [ct.c_uint32]
         lib.bpf_map_get_fd_by_id.argtypes = [ct.c_uint32]
         lib.bpf_obj_pin.argtypes = [ct.c_int, ct.c_char_p]
+        lib.bpf_xdp_query.argtypes = [ct.c_int, ct.c_int, ct.c_void_p]
+        lib.bpf_xdp_attach.argtypes = [ct.c_int, ct.c_int, ct.c_uint32, ct.c_void_p]
         lib.bpf_obj_get.argtypes = [ct.c_char_p]
         lib.bpf_map__type.argtypes = [ct.c_void_p]
         lib.bpf_map__pin_path.restype = ct.c_char_p
@@ -129,6 +131,24 @@ class _TestRunOpts(ct.Structure):
         ("cpu", ct.c_uint32),
         ("batch_size", ct.c_uint32),
     ]
+
+
+class _XdpQueryOpts(ct.Structure):
+    """struct bpf_xdp_query_opts as libbpf 1.0 and 1.1 define it, 32 bytes on
+    LP64 (newer libbpf versions take this size and fill only these fields)."""
+    _fields_ = [
+        ("sz", ct.c_size_t),
+        ("prog_id", ct.c_uint32),
+        ("drv_prog_id", ct.c_uint32),
+        ("hw_prog_id", ct.c_uint32),
+        ("skb_prog_id", ct.c_uint32),
+        ("attach_mode", ct.c_uint8),
+    ]
+
+
+class _XdpAttachOpts(ct.Structure):
+    """struct bpf_xdp_attach_opts, 16 bytes on LP64."""
+    _fields_ = [("sz", ct.c_size_t), ("old_prog_fd", ct.c_int)]
 
 
 class XdpMd(ct.Structure):
@@ -276,6 +296,31 @@ def fd_info(fd):
             key, dummy, value = line.partition(":")
             info[key.strip()] = value.strip()
     return info
+
+
+def xdp_query(ifindex):
+    """(program id, XDP_ATTACHED_* mode) of the XDP program on interface
+    ``ifindex`` in this network namespace; id 0 when there is none.  With
+    programs in several modes (multi): the driver's, else the generic one."""
+    opts = _XdpQueryOpts()
+    opts.sz = ct.sizeof(_XdpQueryOpts)
+    rc = _libbpf().bpf_xdp_query(ifindex, 0, ct.byref(opts))
+    if rc < 0:
+        raise _err("cannot query the XDP program of interface %d" % ifindex, rc)
+    return opts.prog_id or opts.drv_prog_id or opts.skb_prog_id, opts.attach_mode
+
+
+def xdp_attach(ifindex, prog_fd, flags, old_prog_fd=None):
+    """bpf_xdp_attach (RTM_SETLINK with IFLA_XDP): attach ``prog_fd`` to
+    interface ``ifindex`` with XDP_FLAGS_* ``flags`` (-1 detaches); with
+    ``old_prog_fd``, only if that program is the attached one
+    (XDP_FLAGS_REPLACE and IFLA_XDP_EXPECTED_FD).  Returns 0, or the
+    errno the kernel answered."""
+    opts = _XdpAttachOpts()
+    opts.sz = ct.sizeof(_XdpAttachOpts)
+    opts.old_prog_fd = old_prog_fd if old_prog_fd is not None else 0
+    rc = _libbpf().bpf_xdp_attach(ifindex, prog_fd, flags, ct.byref(opts))
+    return -rc if rc < 0 else 0
 
 
 def possible_cpus():

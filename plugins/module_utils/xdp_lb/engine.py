@@ -208,22 +208,22 @@ def _close(fd):
             pass
 
 
-def programs_on(ipr, names):
+def programs_on(names):
     """(name, ifindex, netlink.xdp_query) of each of ``names`` that exists and runs an XDP program."""
     for name in names:
         idx = netlink.link_index(name)
         if idx is None:
             continue
-        a = netlink.xdp_query(ipr, idx)
+        a = netlink.xdp_query(idx)
         if a["prog_id"]:
             yield name, idx, a
 
 
-def detach_attached(ipr, name, idx, attached):
+def detach_attached(name, idx, attached):
     """Detach the program ``attached`` (from netlink.xdp_query) from one interface."""
     fd = bpf.prog_fd_by_id(attached["prog_id"])
     try:
-        netlink.xdp_detach(ipr, name, idx, attached["mode"], fd)
+        netlink.xdp_detach(name, idx, attached["mode"], fd)
     finally:
         _close(fd)
 
@@ -328,7 +328,7 @@ class Engine:
                     mapset.close()
                     _close(pinned["fd"] if pinned else None)
 
-    def _snat(self, ipr, prev):
+    def _snat(self):
         """NAT source per family in use: configured, else what the kernel would use."""
         cfg = self.cfg
         out = {4: None, 6: None}
@@ -339,7 +339,7 @@ class Engine:
             if value is None:
                 svc = [s for s in cfg.services if s.family == fam][0]
                 first = svc.backends[0].address
-                value = netlink.source_address(ipr, first)
+                value = netlink.source_address(first)
                 if value is None:
                     raise EngineError("nat_source_ipv%d: cannot detect the source address towards %s "
                                       "(services[%d].backends[0]): no route; add a route or set "
@@ -367,7 +367,7 @@ class Engine:
                 if route.get("type") not in (None, 1):   # RTN_UNICAST
                     raise EngineError("%s: %s is a local or special address (route type %s), not a backend"
                                       % (path, bk.address, route.get("type")))
-                item = (bk.address, route["oif"], netlink.link_name(ipr, route["oif"]))
+                item = (bk.address, route["oif"], netlink.link_name(route["oif"]))
                 if item not in out:
                     out.append(item)
         return out
@@ -380,14 +380,14 @@ class Engine:
         ours = set(i for i in (pinned["id"] if pinned else None, prev_prog_id) if i)
 
         # what is attached where
-        attached = dict((name, netlink.xdp_query(ipr, ifindex[name])) for name in cfg.interfaces)
+        attached = dict((name, netlink.xdp_query(ifindex[name])) for name in cfg.interfaces)
         for name, a in attached.items():
             if a["prog_id"] and a["prog_id"] not in ours:
                 raise EngineError("interface %s already has an XDP program (id %d, %s) that instance %s does "
                                   "not manage; detach it first (ip link set dev %s xdp off) or pick another "
                                   "interface" % (name, a["prog_id"], a["mode"], cfg.name, name))
         gone = [n for n in sorted((prev.get("interfaces") or {})) if n not in cfg.interfaces]
-        dropped = [(name, idx, a) for name, idx, a in programs_on(ipr, gone) if a["prog_id"] in ours]
+        dropped = [(name, idx, a) for name, idx, a in programs_on(gone) if a["prog_id"] in ours]
 
         # maps: reuse, or recreate if the build changes their shape
         resize = mapset.shape_mismatch(sizes) if mapset.any_exists() else []
@@ -396,7 +396,7 @@ class Engine:
                                  "start empty" % ", ".join(resize))
         live = Tables() if resize or not mapset.exists() else \
             maps.read_tables(mapset, cfg.ring_size, cfg.max_backends)
-        snat = self._snat(ipr, prev)
+        snat = self._snat()
         tx = [ifindex[n] for n in cfg.redirect_interfaces]
         try:
             sids, bids = maps.assign_ids(cfg.services, live, prev.get("ids"), cfg.max_services, cfg.max_backends)
@@ -500,7 +500,7 @@ class Engine:
                                        for n, a in attached.items() if a["prog_id"]),
                     "nat_source_ipv4": cfg_live.get("nat_source_ipv4"),
                     "nat_source_ipv6": cfg_live.get("nat_source_ipv6"),
-                    "redirect_ports": [netlink.link_name(ipr, i) or i for _s, i in sorted(live.tx_ports.items())],
+                    "redirect_ports": [netlink.link_name(i) or i for _s, i in sorted(live.tx_ports.items())],
                     "services": describe_tables(live, weights_of(prev), live_digests),
                 }
                 for name, _idx, a in dropped:
@@ -518,7 +518,7 @@ class Engine:
             result["diff"] = {"before": before, "after": after}
 
         if self.check or not changed:
-            result.update(self._report(ipr, ifindex, pinned, mapset, b, need_load))
+            result.update(self._report(ifindex, pinned, mapset, b, need_load))
             return result
 
         # ---- apply ----
@@ -527,7 +527,7 @@ class Engine:
         state.save(cfg.state_file, record(program))
         final = pinned_program(cfg.pin_dir)
         try:
-            result.update(self._report(ipr, ifindex, final, maps.MapSet(cfg.pin_dir), b, need_load))
+            result.update(self._report(ifindex, final, maps.MapSet(cfg.pin_dir), b, need_load))
         finally:
             _close(final["fd"] if final else None)
         if result.get("diff"):
@@ -536,10 +536,10 @@ class Engine:
                 result["diff"]["after"]["interfaces"][n]["prog_id"] = program["id"]
         return result
 
-    def _report(self, ipr, ifindex, pinned, mapset, b, loaded):
+    def _report(self, ifindex, pinned, mapset, b, loaded):
         ifaces = {}
         for name in self.cfg.interfaces:
-            a = netlink.xdp_query(ipr, ifindex[name])
+            a = netlink.xdp_query(ifindex[name])
             ifaces[name] = {"ifindex": ifindex[name], "prog_id": a["prog_id"], "mode": a["mode"]}
         try:
             map_ids = mapset.ids()
@@ -606,28 +606,28 @@ class Engine:
                                          "a program for a moment" % (name, a["mode"], cfg.attach_mode))
                     old_fd = bpf.prog_fd_by_id(a["prog_id"])
                     try:
-                        netlink.xdp_detach(ipr, name, idx, a["mode"], old_fd)
+                        netlink.xdp_detach(name, idx, a["mode"], old_fd)
                         swapped.append((name, idx, a, "detached"))
-                        netlink.xdp_attach(ipr, name, idx, new["fd"], cfg.attach_mode)
+                        netlink.xdp_attach(name, idx, new["fd"], cfg.attach_mode)
                         swapped[-1] = (name, idx, a, "attached")
                     finally:
                         _close(old_fd)
                 elif a["prog_id"]:
                     old_fd = bpf.prog_fd_by_id(a["prog_id"])
                     try:
-                        netlink.xdp_attach(ipr, name, idx, new["fd"], cfg.attach_mode, expected_fd=old_fd)
+                        netlink.xdp_attach(name, idx, new["fd"], cfg.attach_mode, expected_fd=old_fd)
                     finally:
                         _close(old_fd)
                     swapped.append((name, idx, a, "replaced"))
                 else:
-                    netlink.xdp_attach(ipr, name, idx, new["fd"], cfg.attach_mode)
+                    netlink.xdp_attach(name, idx, new["fd"], cfg.attach_mode)
                     swapped.append((name, idx, a, "attached"))
             if staging:
                 for name in os.listdir(staging):
                     os.rename(os.path.join(staging, name), os.path.join(cfg.pin_dir, name))
                 os.rmdir(staging)
         except Exception as exc:
-            problems = self._rollback(ipr, swapped, pinned, new, target, done, old_pin_replaced)
+            problems = self._rollback(swapped, pinned, new, target, done, old_pin_replaced)
             if loaded:
                 loaded.close()
             if staging:
@@ -651,7 +651,7 @@ class Engine:
 
         # no longer listed interfaces, then DSR neighbours (after the program runs)
         for name, idx, a in dropped:
-            detach_attached(ipr, name, idx, a)
+            detach_attached(name, idx, a)
         for address, idx, ifname in neigh_add:
             try:
                 netlink.set_managed_neighbour(ipr, address, idx)
@@ -664,7 +664,7 @@ class Engine:
             loaded.close()
         return program
 
-    def _rollback(self, ipr, swapped, pinned, new, target, done, old_pin_replaced):
+    def _rollback(self, swapped, pinned, new, target, done, old_pin_replaced):
         """Undo attachments (newest first), the program pin and the map writes."""
         problems = []
         for name, idx, a, how in reversed(swapped):
@@ -673,14 +673,14 @@ class Engine:
                 if a["prog_id"]:
                     old_fd = bpf.prog_fd_by_id(a["prog_id"])
                 if how == "replaced":
-                    netlink.xdp_attach(ipr, name, idx, old_fd, a["mode"], expected_fd=new["fd"])
+                    netlink.xdp_attach(name, idx, old_fd, a["mode"], expected_fd=new["fd"])
                     continue
                 if how == "attached" and new:
-                    cur = netlink.xdp_query(ipr, idx)
+                    cur = netlink.xdp_query(idx)
                     if cur["prog_id"] == new["id"]:
-                        netlink.xdp_detach(ipr, name, idx, cur["mode"], new["fd"])
+                        netlink.xdp_detach(name, idx, cur["mode"], new["fd"])
                 if old_fd is not None:
-                    netlink.xdp_attach(ipr, name, idx, old_fd, a["mode"])
+                    netlink.xdp_attach(name, idx, old_fd, a["mode"])
             except (netlink.NetError, bpf.BPFError, OSError) as exc:
                 problems.append("%s: %s" % (name, exc))
             finally:
@@ -711,7 +711,7 @@ class Engine:
             detach = []
             try:
                 with netlink.iproute() as ipr:
-                    for name, idx, a in programs_on(ipr, names):
+                    for name, idx, a in programs_on(names):
                         if a["prog_id"] in ours:
                             detach.append((name, idx, a))
                             changes.append("detach from %s" % name)
@@ -741,7 +741,7 @@ class Engine:
                     if self.check or not changes:
                         return result
                     for name, idx, a in detach:
-                        detach_attached(ipr, name, idx, a)
+                        detach_attached(name, idx, a)
                     for address, idx, ifname in neigh:
                         netlink.delete_neighbour(ipr, address, idx)
             finally:
@@ -827,56 +827,55 @@ def instance_info(data):
         if pinned:
             out["program"] = {"id": pinned["id"], "tag": pinned["tag"], "pinned": True}
         with netlink.in_netns(data.get("netns")):
-            with netlink.iproute() as ipr:
-                for name in cfg.get("interfaces") or []:
-                    idx = netlink.link_index(name)
-                    if idx is None:
-                        out["interfaces"][name] = {"ifindex": None, "prog_id": None, "mode": None,
-                                                   "ours": False, "tag": None}
-                        continue
-                    a = netlink.xdp_query(ipr, idx)
-                    tag = None
-                    if a["prog_id"]:
-                        try:
-                            fd = bpf.prog_fd_by_id(a["prog_id"])
-                            tag = bpf.fd_info(fd).get("prog_tag")
-                            _close(fd)
-                        except bpf.BPFError:
-                            pass
-                    out["interfaces"][name] = {"ifindex": idx, "prog_id": a["prog_id"] or None, "mode": a["mode"],
-                                               "tag": tag, "ours": bool(pinned and a["prog_id"] == pinned["id"])}
-                redirect = cfg.get("redirect_interfaces") or []
-                with maps.MapSet(pin_dir) as ms:
-                    if not ms.exists():
-                        return out
-                    out["maps"] = ms.ids()
-                    ring_size = cfg.get("ring_size") or layout.DEFAULT_SIZES["XDP_LB_RING_SIZE"]
-                    max_backends = cfg.get("max_backends") or layout.DEFAULT_SIZES["XDP_LB_MAX_BACKENDS"]
-                    t = maps.read_tables(ms, ring_size, max_backends)
-                    weights = weights_of(data)
-                    be_stats = ms.get("lb_be_stats")
-                    services = describe_tables(t, weights)
-                    for s in services:
-                        entry = t.service_entry(s["service"])
-                        s["ring_slot"] = entry[1]
-                        for bk in s["backends"]:
-                            counters = be_stats.lookup(layout.U32(bk["id"]))
-                            bk.update(_sum(counters or []))
-                    out["services"] = services
-                    stats = ms.get("lb_stats")
-                    for i, name in enumerate(layout.STATS):
-                        out["stats"][name] = _sum(stats.lookup(layout.U32(i)) or [])
-                    ports = ms.get("lb_port_stats")
-                    for slot, ifidx in sorted(t.tx_ports.items()):
-                        item = {"slot": slot, "ifindex": ifidx,
-                                "interface": netlink.link_name(ipr, ifidx) or
-                                (redirect[slot] if slot < len(redirect) else None)}
-                        item.update(_sum(ports.lookup(layout.U32(slot)) or []))
-                        out["redirect_ports"].append(item)
-                    out["conntrack"] = {"flows": _count_keys(ms.get("lb_ct")),
-                                        "nat_flows": _count_keys(ms.get("lb_nat_rev"))}
-                    if t.config:
-                        out["config"] = maps.decode_config(layout.LbConfig.from_buffer_copy(t.config))
+            for name in cfg.get("interfaces") or []:
+                idx = netlink.link_index(name)
+                if idx is None:
+                    out["interfaces"][name] = {"ifindex": None, "prog_id": None, "mode": None,
+                                               "ours": False, "tag": None}
+                    continue
+                a = netlink.xdp_query(idx)
+                tag = None
+                if a["prog_id"]:
+                    try:
+                        fd = bpf.prog_fd_by_id(a["prog_id"])
+                        tag = bpf.fd_info(fd).get("prog_tag")
+                        _close(fd)
+                    except bpf.BPFError:
+                        pass
+                out["interfaces"][name] = {"ifindex": idx, "prog_id": a["prog_id"] or None, "mode": a["mode"],
+                                           "tag": tag, "ours": bool(pinned and a["prog_id"] == pinned["id"])}
+            redirect = cfg.get("redirect_interfaces") or []
+            with maps.MapSet(pin_dir) as ms:
+                if not ms.exists():
+                    return out
+                out["maps"] = ms.ids()
+                ring_size = cfg.get("ring_size") or layout.DEFAULT_SIZES["XDP_LB_RING_SIZE"]
+                max_backends = cfg.get("max_backends") or layout.DEFAULT_SIZES["XDP_LB_MAX_BACKENDS"]
+                t = maps.read_tables(ms, ring_size, max_backends)
+                weights = weights_of(data)
+                be_stats = ms.get("lb_be_stats")
+                services = describe_tables(t, weights)
+                for s in services:
+                    entry = t.service_entry(s["service"])
+                    s["ring_slot"] = entry[1]
+                    for bk in s["backends"]:
+                        counters = be_stats.lookup(layout.U32(bk["id"]))
+                        bk.update(_sum(counters or []))
+                out["services"] = services
+                stats = ms.get("lb_stats")
+                for i, name in enumerate(layout.STATS):
+                    out["stats"][name] = _sum(stats.lookup(layout.U32(i)) or [])
+                ports = ms.get("lb_port_stats")
+                for slot, ifidx in sorted(t.tx_ports.items()):
+                    item = {"slot": slot, "ifindex": ifidx,
+                            "interface": netlink.link_name(ifidx) or
+                            (redirect[slot] if slot < len(redirect) else None)}
+                    item.update(_sum(ports.lookup(layout.U32(slot)) or []))
+                    out["redirect_ports"].append(item)
+                out["conntrack"] = {"flows": _count_keys(ms.get("lb_ct")),
+                                    "nat_flows": _count_keys(ms.get("lb_nat_rev"))}
+                if t.config:
+                    out["config"] = maps.decode_config(layout.LbConfig.from_buffer_copy(t.config))
     finally:
         _close(pinned["fd"] if pinned else None)
     return out

@@ -1,20 +1,23 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Netlink through pyroute2: links, XDP attach/replace/detach, routes, neighbours, netns.
+"""Netlink: links, XDP attach/replace/detach, routes, neighbours, netns.
 
-Callers open one ``IPRoute()`` (context-managed) *after* entering the
-network namespace: a netlink socket belongs to the namespace it was made in.
+XDP programs are queried, attached, replaced and detached through libbpf
+(``bpf_xdp_query``, ``bpf_xdp_attach``: RTM_SETLINK with
+``IFLA_XDP_{FD,FLAGS,EXPECTED_FD}``); pyroute2 0.7's own ``ifinfmsg`` packs
+``IFLA_XDP_FLAGS`` in two bytes, which the kernel rejects (ERANGE).
+Interface indexes and names come from ``if_nametoindex``/``if_indextoname``,
+the source address towards a backend from the route lookup of a connected
+UDP socket (which sends nothing).  Everything else (routes and neighbours
+for dsr, network namespaces) goes through pyroute2, imported and connected
+on first use: its package imports every module it has (0.1-0.25 s, a
+quarter of a module run), and a run in nat or redirect mode needs none of
+it.  All of it acts in the calling thread's network namespace: enter it
+first (``in_netns``).
 
-Two pyroute2 0.7 details are worked around here:
-
-* its ``ifinfmsg`` packs ``IFLA_XDP_FLAGS`` in two bytes, which the kernel
-  rejects (ERANGE), and ``IPRoute.link("set", xdp_flags=...)`` drops the
-  flags: XDP changes are sent as a small RTM_SETLINK message of our own
-  (``_XdpSetLink``) that carries ``IFLA_XDP_{FD,FLAGS,EXPECTED_FD}`` as the
-  kernel defines them;
-* its ``ndmsg`` does not know ``NDA_FLAGS_EXT``, needed for "managed"
-  neighbour entries (kernel >= 5.16), hence ``_NeighExt``.
+pyroute2 0.7's ``ndmsg`` does not know ``NDA_FLAGS_EXT``, needed for
+"managed" neighbour entries (kernel >= 5.16), hence ``NeighExt``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,35 +25,27 @@ __metaclass__ = type
 
 import contextlib
 import errno
+import importlib.util
 import os
 import socket
+import types
 
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf
+
+# Whether pyroute2 is installed (found, not imported: see _pyroute2()).
 try:
-    from pyroute2 import IPRoute
-    from pyroute2 import netns as _netns
-    from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NLA_F_NESTED
-    from pyroute2.netlink import nla, nlmsg
-    from pyroute2.netlink.exceptions import NetlinkError
-    from pyroute2.netlink.rtnl import RTM_NEWNEIGH, RTM_SETLINK, RTM_DELNEIGH
-    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-    from pyroute2.netlink.rtnl.ndmsg import ndmsg
-    HAS_PYROUTE2 = True
-    PYROUTE2_IMPORT_ERROR = None
-except Exception as exc:  # pragma: no cover - depends on the host
+    HAS_PYROUTE2 = importlib.util.find_spec("pyroute2") is not None
+except (ImportError, ValueError):  # pragma: no cover - depends on the host
     HAS_PYROUTE2 = False
-    PYROUTE2_IMPORT_ERROR = exc
-    IPRoute = None
-    NetlinkError = OSError
-    nla = nlmsg = ifinfmsg = ndmsg = object
-    NLA_F_NESTED = 0
+PYROUTE2_IMPORT_ERROR = None if HAS_PYROUTE2 else ImportError("No module named 'pyroute2'")
 
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_REPLACE = 1 << 4
 MODE_FLAGS = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
-# IFLA_XDP_ATTACHED as pyroute2 reports it -> our attach_mode names.
-ATTACHED_MODES = {"xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload", "xdpmulti": "multi"}
+# XDP_ATTACHED_* (bpf_xdp_query's attach_mode) -> our attach_mode names.
+ATTACHED_MODES = {1: "native", 2: "generic", 3: "offload", 4: "multi"}
 
 NETNS_DIR = "/var/run/netns"
 
@@ -66,51 +61,71 @@ class NetError(Exception):
     """A netlink operation failed; the message says which and why."""
 
 
-def iproute():
-    """A new IPRoute socket (use as a context manager), in the current network namespace."""
-    need_pyroute2()
-    return IPRoute()
-
-
 def need_pyroute2():
     if not HAS_PYROUTE2:
         raise NetError("pyroute2 is missing (install python3-pyroute2 or pip install pyroute2): %s"
                        % PYROUTE2_IMPORT_ERROR)
 
 
-if HAS_PYROUTE2:
-    class _XdpSetLink(nlmsg):
-        """RTM_SETLINK with only IFLA_XDP, its flags encoded as the u32 the kernel wants.
+def _pyroute2():
+    """pyroute2's names used here, imported on the first call."""
+    pr = getattr(_pyroute2, "names", None)
+    if pr is not None:
+        return pr
+    need_pyroute2()
+    try:
+        from pyroute2 import IPRoute
+        from pyroute2 import netns
+        from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST
+        from pyroute2.netlink import nlmsg
+        from pyroute2.netlink.exceptions import NetlinkError
+        from pyroute2.netlink.rtnl import RTM_NEWNEIGH, RTM_DELNEIGH
+        from pyroute2.netlink.rtnl.ndmsg import ndmsg
+    except Exception as exc:  # pragma: no cover - depends on the host
+        raise NetError("pyroute2 does not import: %s" % exc)
 
-        A direct nlmsg subclass with nested classes of its own names, for
-        the reason given at _NeighExt.
-        """
-        fields = ifinfmsg.fields
-        nla_map = ((43, "IFLA_XDP", "xdp_setlink_attrs"),)
-
-        class xdp_setlink_attrs(nla):
-            nla_flags = NLA_F_NESTED
-            nla_map = (
-                ("IFLA_XDP_UNSPEC", "none"),
-                ("IFLA_XDP_FD", "int32"),
-                ("IFLA_XDP_ATTACHED", "uint8"),
-                ("IFLA_XDP_FLAGS", "uint32"),
-                ("IFLA_XDP_PROG_ID", "uint32"),
-                ("IFLA_XDP_DRV_PROG_ID", "uint32"),
-                ("IFLA_XDP_SKB_PROG_ID", "uint32"),
-                ("IFLA_XDP_HW_PROG_ID", "uint32"),
-                ("IFLA_XDP_EXPECTED_FD", "int32"),
-            )
-
-    class _NeighExt(nlmsg):
+    class NeighExt(nlmsg):
         """A neighbour message that can carry NDA_FLAGS_EXT (managed entries).
 
-        Not a subclass of ndmsg: pyroute2 compiles an nla_map once per class
+        A direct nlmsg subclass, not a subclass of ndmsg: pyroute2 compiles an nla_map once per class
         hierarchy, and a subclass of an already used ndmsg would encode with
         the parent's map (silently dropping NDA_FLAGS_EXT).
         """
         fields = ndmsg.fields
         nla_map = ((1, "NDA_DST", "ipaddr"), (15, "NDA_FLAGS_EXT", "uint32"))
+
+    _pyroute2.names = types.SimpleNamespace(
+        IPRoute=IPRoute, netns=netns, NetlinkError=NetlinkError, ndmsg=ndmsg, NeighExt=NeighExt,
+        NLM_F_ACK=NLM_F_ACK, NLM_F_CREATE=NLM_F_CREATE, NLM_F_REPLACE=NLM_F_REPLACE, NLM_F_REQUEST=NLM_F_REQUEST,
+        RTM_NEWNEIGH=RTM_NEWNEIGH, RTM_DELNEIGH=RTM_DELNEIGH)
+    return _pyroute2.names
+
+
+class _IPRoute(object):
+    """pyroute2's IPRoute, made (and pyroute2 imported) on first use."""
+
+    def __init__(self):
+        self._ipr = None
+
+    def __getattr__(self, name):
+        if self._ipr is None:
+            self._ipr = _pyroute2().IPRoute()
+        return getattr(self._ipr, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+
+
+def iproute():
+    """An IPRoute socket (use as a context manager) in the current network
+    namespace, opened when first used."""
+    need_pyroute2()
+    return _IPRoute()
 
 
 # ---- namespaces -------------------------------------------------------------------
@@ -125,7 +140,7 @@ def enter_netns(name):
     if not os.path.exists(netns_path(name)):
         raise NetError("network namespace %s not found (%s does not exist)" % (name, netns_path(name)))
     try:
-        _netns.setns(name, flags=0)
+        _pyroute2().netns.setns(name, flags=0)
     except OSError as exc:
         raise NetError("cannot enter network namespace %s: %s" % (name, exc))
 
@@ -143,7 +158,7 @@ def in_netns(name):
         try:
             yield
         finally:
-            _netns.setns(home)
+            _pyroute2().netns.setns(home)
     finally:
         os.close(home)
 
@@ -164,36 +179,21 @@ def link_index(name):
         return None
 
 
-def link_name(ipr, index):
+def link_name(index):
+    """Name of interface ``index`` in this network namespace, or None."""
     try:
-        return ipr.get_links(index)[0].get_attr("IFLA_IFNAME")
-    except NetlinkError:
+        return socket.if_indextoname(index)
+    except (OSError, ValueError, OverflowError):
         return None
 
 
-def xdp_query(ipr, index):
+def xdp_query(index):
     """What is attached: {'prog_id': int or 0, 'mode': 'native'|'generic'|...|None}."""
-    link = ipr.get_links(index)[0]
-    xdp = link.get_attr("IFLA_XDP")
-    if xdp is None:
-        return {"prog_id": 0, "mode": None}
-    attached = xdp.get_attr("IFLA_XDP_ATTACHED")
-    prog_id = xdp.get_attr("IFLA_XDP_PROG_ID") or 0
-    if not prog_id:
-        # multi-attach reports per-mode ids only
-        prog_id = xdp.get_attr("IFLA_XDP_DRV_PROG_ID") or xdp.get_attr("IFLA_XDP_SKB_PROG_ID") or 0
-    return {"prog_id": int(prog_id), "mode": ATTACHED_MODES.get(attached) if attached else None}
-
-
-def _xdp_set(ipr, index, fd, flags, expected_fd=None):
-    msg = _XdpSetLink()
-    msg["family"] = socket.AF_UNSPEC
-    msg["index"] = index
-    attrs = [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", flags)]
-    if expected_fd is not None:
-        attrs.append(("IFLA_XDP_EXPECTED_FD", expected_fd))
-    msg["attrs"] = [("IFLA_XDP", {"attrs": attrs})]
-    ipr.nlm_request(msg, msg_type=RTM_SETLINK, msg_flags=NLM_F_REQUEST | NLM_F_ACK)
+    try:
+        prog_id, mode = bpf.xdp_query(index)
+    except bpf.BPFError as exc:
+        raise NetError(str(exc))
+    return {"prog_id": prog_id, "mode": ATTACHED_MODES.get(mode) if prog_id else None}
 
 
 def _check_fd(fd, what):
@@ -202,7 +202,7 @@ def _check_fd(fd, what):
         raise NetError("refusing to attach: invalid %s fd %r" % (what, fd))
 
 
-def xdp_attach(ipr, ifname, index, fd, mode, expected_fd=None):
+def xdp_attach(ifname, index, fd, mode, expected_fd=None):
     """Attach program ``fd`` in ``mode`` ('native' or 'generic').
 
     Without ``expected_fd``: only if nothing is attached
@@ -216,29 +216,26 @@ def xdp_attach(ipr, ifname, index, fd, mode, expected_fd=None):
         flags |= XDP_FLAGS_UPDATE_IF_NOEXIST
     else:
         _check_fd(expected_fd, "expected program")
-        flags |= XDP_FLAGS_REPLACE
-    try:
-        _xdp_set(ipr, index, fd, flags, expected_fd)
-    except NetlinkError as exc:
-        code = exc.code
-        if mode == "native" and code in (errno.EOPNOTSUPP, errno.EINVAL):
-            raise NetError("interface %s does not support native XDP; set attach_mode: generic" % ifname)
-        if code == errno.EBUSY:
-            raise NetError("interface %s already has another XDP program attached; detach it first "
-                           "(ip link set dev %s xdp off) or use the instance that owns it" % (ifname, ifname))
-        if code == errno.EEXIST:
-            raise NetError("interface %s: the attached XDP program changed under us or is attached in "
-                           "another mode (native and generic cannot be mixed): %s" % (ifname, os.strerror(code)))
-        raise NetError("attaching XDP to %s (%s) failed: %s" % (ifname, mode, os.strerror(code)))
+    code = bpf.xdp_attach(index, fd, flags, expected_fd)
+    if not code:
+        return
+    if mode == "native" and code in (errno.EOPNOTSUPP, errno.EINVAL):
+        raise NetError("interface %s does not support native XDP; set attach_mode: generic" % ifname)
+    if code == errno.EBUSY:
+        raise NetError("interface %s already has another XDP program attached; detach it first "
+                       "(ip link set dev %s xdp off) or use the instance that owns it" % (ifname, ifname))
+    if code == errno.EEXIST:
+        raise NetError("interface %s: the attached XDP program changed under us or is attached in "
+                       "another mode (native and generic cannot be mixed): %s" % (ifname, os.strerror(code)))
+    raise NetError("attaching XDP to %s (%s) failed: %s" % (ifname, mode, os.strerror(code)))
 
 
-def xdp_detach(ipr, ifname, index, mode, expected_fd):
+def xdp_detach(ifname, index, mode, expected_fd):
     """Detach the program in ``mode`` only if it is still ``expected_fd``'s."""
     _check_fd(expected_fd, "expected program")
-    try:
-        _xdp_set(ipr, index, -1, MODE_FLAGS[mode] | XDP_FLAGS_REPLACE, expected_fd)
-    except NetlinkError as exc:
-        raise NetError("detaching XDP from %s failed: %s" % (ifname, os.strerror(exc.code)))
+    code = bpf.xdp_attach(index, -1, MODE_FLAGS[mode], expected_fd)
+    if code:
+        raise NetError("detaching XDP from %s failed: %s" % (ifname, os.strerror(code)))
 
 
 # ---- routes and addresses ---------------------------------------------------------
@@ -247,7 +244,7 @@ def route_to(ipr, address):
     """How the kernel would reach ``address``: {'oif', 'gateway', 'prefsrc'} or None."""
     try:
         routes = ipr.route("get", dst=address)
-    except NetlinkError:
+    except _pyroute2().NetlinkError:
         return None
     if not routes:
         return None
@@ -256,10 +253,17 @@ def route_to(ipr, address):
             "prefsrc": r.get_attr("RTA_PREFSRC"), "type": r["type"]}
 
 
-def source_address(ipr, address):
-    """The source address the kernel would use towards ``address`` (None if no route)."""
-    route = route_to(ipr, address)
-    return route["prefsrc"] if route else None
+def source_address(address):
+    """The source address the kernel would use towards ``address`` (None if
+    no route): a UDP socket's connect() makes the kernel's route and source
+    address choice, as ``ip route get`` shows it, and sends nothing."""
+    family = _family(address)
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect((address, 9))
+        except OSError:
+            return None
+        return sock.getsockname()[0]
 
 
 # ---- neighbours -------------------------------------------------------------------
@@ -286,26 +290,28 @@ def set_managed_neighbour(ipr, address, index):
     (NTF_EXT_MANAGED, Linux >= 5.16: the kernel re-probes the neighbour
     periodically so it stays REACHABLE without traffic.)
     """
-    msg = _NeighExt()
+    pr = _pyroute2()
+    msg = pr.NeighExt()
     msg["family"] = _family(address)
     msg["ifindex"] = index
     msg["state"] = 0
     msg["flags"] = 0
     msg["attrs"] = [("NDA_DST", address), ("NDA_FLAGS_EXT", NTF_EXT_MANAGED)]
     try:
-        ipr.nlm_request(msg, msg_type=RTM_NEWNEIGH,
-                        msg_flags=NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE)
-    except NetlinkError as exc:
+        ipr.nlm_request(msg, msg_type=pr.RTM_NEWNEIGH,
+                        msg_flags=pr.NLM_F_REQUEST | pr.NLM_F_ACK | pr.NLM_F_CREATE | pr.NLM_F_REPLACE)
+    except pr.NetlinkError as exc:
         raise NetError("cannot add a managed neighbour entry for %s: %s" % (address, os.strerror(exc.code)))
 
 
 def delete_neighbour(ipr, address, index):
-    msg = ndmsg()
+    pr = _pyroute2()
+    msg = pr.ndmsg()
     msg["family"] = _family(address)
     msg["ifindex"] = index
     msg["attrs"] = [("NDA_DST", address)]
     try:
-        ipr.nlm_request(msg, msg_type=RTM_DELNEIGH, msg_flags=NLM_F_REQUEST | NLM_F_ACK)
-    except NetlinkError as exc:
+        ipr.nlm_request(msg, msg_type=pr.RTM_DELNEIGH, msg_flags=pr.NLM_F_REQUEST | pr.NLM_F_ACK)
+    except pr.NetlinkError as exc:
         if exc.code != errno.ENOENT:
             raise NetError("cannot delete neighbour entry %s: %s" % (address, os.strerror(exc.code)))
