@@ -67,7 +67,8 @@ def forwarding(doc):
 
 
 def fleet(doc):
-    rows = [r for r in doc["rows"] if "error" not in r]
+    """Medians over the rounds (doc["summary"]); older results have one row per host count."""
+    rows = doc.get("summary") or [r for r in doc["rows"] if "error" not in r]
     fig, ax = plt.subplots(figsize=(8, 4.4))
     styles = {"ssh": "-", "mitogen": "--"}
     for transport in sorted(set(r["transport"] for r in rows)):
@@ -79,12 +80,16 @@ def fleet(doc):
                 continue
             ax.plot(x, [r[key] for r in sel], styles.get(transport, ":"), marker="o", color=color,
                     label="%s (%s)" % (label, transport))
+        if transport == "ssh":
+            for key, factor, color in (("first", 3, "#d65f5f"), ("rerun", 2, "#4878d0")):
+                ax.plot(x, [factor * r["ping"] for r in sel], ":", color=color, alpha=0.6,
+                        label="target %s: %dx ping" % (key, factor))
     ax.set_xlabel("hosts (network namespaces behind their own sshd)")
     ax.set_ylabel("wall time, s")
     ax.set_xticks(sorted(set(r["hosts"] for r in rows)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title("site.yml deploy time by host count - %s" % subtitle(doc), fontsize=9)
+    ax.set_title("site.yml deploy time by host count (medians) - %s" % subtitle(doc), fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(IMG, "fleet_deploy.png"), dpi=100)
     plt.close(fig)

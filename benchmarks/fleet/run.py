@@ -12,6 +12,12 @@ network and mount namespace behind its own sshd), then, timed:
             into its own build dir: what a new host costs)
   rerun     the same again: must report changed=0 on every host
 
+each of them --rounds times (default 3) on a fleet built anew; the
+summary gives the medians of the times and of the per-round ratios to
+ping.  With every phase the controller's CPU time (user + system of
+ansible and its ssh processes) is recorded: in this lab the hosts' module
+runs share the controller's CPUs.
+
 with plain SSH (ControlPersist, pipelining, from ansible.cfg) and, if
 importable, with Mitogen (strategy mitogen_linear; the fleet is rebuilt so
 its first deploy is a first deploy too).  benchmarks/fleet/callback_plugins/
@@ -24,6 +30,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -119,9 +126,13 @@ def loadavg():
 
 
 def timed(argv, env):
+    """(wall s, result, controller CPU s: user + system of the command and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
     r = sh(argv, env=env, check=False)
-    return time.monotonic() - t, r
+    wall = time.monotonic() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, r, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def recap(output):
@@ -148,32 +159,36 @@ def bench(n, transport, args):
     row = {"hosts": n, "transport": transport}
     fleet("up", n)
     try:
-        pings = []
+        pings, cpus = [], []
         for dummy in range(3):
-            dt, r = timed([os.path.join(VENV, "ansible"), "-i", inv, "all", "-m", "ansible.builtin.ping"],
-                          ansible_env(transport))
+            dt, r, cpu = timed([os.path.join(VENV, "ansible"), "-i", inv, "all", "-m", "ansible.builtin.ping"],
+                               ansible_env(transport))
             if r.returncode != 0:
                 raise RuntimeError("ping failed:\n" + r.stdout[-3000:])
             pings.append(dt)
+            cpus.append(cpu)
         row["ping"] = statistics.median(pings)
         row["ping_all"] = [round(x, 2) for x in pings]
+        row["ping_cpu"] = round(statistics.median(cpus), 2)
         for phase in ("first", "rerun"):
             tfile = os.path.join(OUT, "tasks-%d-%s-%s.json" % (n, transport, phase))
             load = loadavg()
-            dt, r = timed([os.path.join(VENV, "ansible-playbook"), "-i", inv, os.path.join(ROOT, "site.yml")],
-                          ansible_env(transport, tfile))
+            dt, r, cpu = timed([os.path.join(VENV, "ansible-playbook"), "-i", inv, os.path.join(ROOT, "site.yml")],
+                               ansible_env(transport, tfile))
             rc = recap(r.stdout)
             if r.returncode != 0 or len(rc) != n:
                 with open(os.path.join(OUT, "failed-%d-%s-%s.log" % (n, transport, phase)), "w") as f:
                     f.write(r.stdout)
                 raise RuntimeError("%s on %d hosts (%s) failed: rc %d, see %s" % (phase, n, transport, r.returncode, OUT))
             row[phase] = dt
+            row[phase + "_cpu"] = round(cpu, 2)
             row[phase + "_load_before"] = load
             row[phase + "_changed"] = sorted(set(h["changed"] for h in rc.values()))
             row[phase + "_tasks_ok"] = sorted(set(h["ok"] for h in rc.values()))
             row[phase + "_slowest"] = slowest(tfile)
-            print("%2d hosts %-8s %-5s %6.1f s  (ping %.1f s: %.1fx)  changed %s  load before %s" % (
-                n, transport, phase, dt, row["ping"], dt / row["ping"], row[phase + "_changed"], load), flush=True)
+            print("%2d hosts %-8s %-5s %6.1f s  (ping %.1f s: %.1fx)  controller CPU %.1f s  changed %s  "
+                  "load before %s" % (n, transport, phase, dt, row["ping"], dt / row["ping"], cpu,
+                                      row[phase + "_changed"], load), flush=True)
         row["rerun_idempotent"] = row["rerun_changed"] == [0]
         row["load_end"] = loadavg()
     finally:
@@ -181,10 +196,31 @@ def bench(n, transport, args):
     return row
 
 
+def summary(rows):
+    """Per host count and transport: medians of the times, of the ratios to
+    ping (each round's own) and of the controller CPU, with the ratios'
+    range."""
+    out = []
+    keys = sorted(set((r["hosts"], r["transport"]) for r in rows if "error" not in r))
+    for n, transport in keys:
+        sel = [r for r in rows if "error" not in r and (r["hosts"], r["transport"]) == (n, transport)]
+        item = {"hosts": n, "transport": transport, "rounds": len(sel),
+                "rerun_idempotent": all(r["rerun_idempotent"] for r in sel)}
+        for key in ("ping", "first", "rerun", "ping_cpu", "first_cpu", "rerun_cpu"):
+            item[key] = round(statistics.median(r[key] for r in sel), 2)
+        for key in ("first", "rerun"):
+            ratios = [r[key] / r["ping"] for r in sel]
+            item[key + "_x"] = round(statistics.median(ratios), 2)
+            item[key + "_x_range"] = [round(min(ratios), 2), round(max(ratios), 2)]
+        out.append(item)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("--hosts", default="1,4,12")
     ap.add_argument("--transports", default="ssh,mitogen")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each host count and transport")
     ap.add_argument("--json", default=os.path.join(OUT, "results.json"))
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -205,22 +241,24 @@ def main():
     # host counts outermost: both transports see about the same background load
     for n in [int(x) for x in args.hosts.split(",")]:
         for transport in transports:
-            try:
-                rows.append(bench(n, transport, args))
-            except RuntimeError as exc:
-                print("FAILED: %s" % exc, flush=True)
-                rows.append({"hosts": n, "transport": transport, "error": str(exc)})
-            doc["loadavg_end"] = loadavg()
-            with open(args.json, "w") as f:    # after every row: a partial run keeps its results
-                json.dump(doc, f, indent=1)
-    print("\nhosts transport  ping s  first s (x ping)  rerun s (x ping)  rerun changed=0")
-    for r in rows:
-        if "error" in r:
-            print("%5d %-9s  failed: %s" % (r["hosts"], r["transport"], r["error"][:80]))
-            continue
-        print("%5d %-9s %6.1f  %7.1f (%4.1f)    %7.1f (%4.1f)    %s" % (
-            r["hosts"], r["transport"], r["ping"], r["first"], r["first"] / r["ping"], r["rerun"],
-            r["rerun"] / r["ping"], r["rerun_idempotent"]))
+            for rnd in range(1, args.rounds + 1):
+                try:
+                    row = bench(n, transport, args)
+                except RuntimeError as exc:
+                    print("FAILED: %s" % exc, flush=True)
+                    row = {"hosts": n, "transport": transport, "error": str(exc)}
+                row["round"] = rnd
+                rows.append(row)
+                doc["summary"] = summary(rows)
+                doc["loadavg_end"] = loadavg()
+                with open(args.json, "w") as f:    # after every row: a partial run keeps its results
+                    json.dump(doc, f, indent=1)
+    print("\nhosts transport rounds  ping s  first s (x ping)  rerun s (x ping)  controller CPU s "
+          "ping/first/rerun  all reruns changed=0   (medians)")
+    for r in doc["summary"]:
+        print("%5d %-9s %6d %7.1f  %7.1f (%4.1f)    %7.1f (%4.1f)    %4.1f/%4.1f/%4.1f    %s" % (
+            r["hosts"], r["transport"], r["rounds"], r["ping"], r["first"], r["first_x"], r["rerun"],
+            r["rerun_x"], r["ping_cpu"], r["first_cpu"], r["rerun_cpu"], r["rerun_idempotent"]))
     for note in notes:
         print(note)
     print("results: %s" % args.json)

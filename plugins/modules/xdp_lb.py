@@ -246,9 +246,10 @@ options:
   host_setup:
     description:
       - Also manage the host around the balancer in the same run (what the netfleet.xdp_lb.xdp_lb role
-        uses, so that a rerun on an unchanged host is one module run). Files (unit files, the engine
-        tree, the sysctl file), their directories and links, paths that must be absent, live sysctl
-        values with the values they had before, the bpffs mount, and a check of installed packages.
+        uses, so that a rerun on an unchanged host is one module run). Files (unit files, the sysctl
+        file), the engine tree of this module run, their directories and links, paths that must be
+        absent, live sysctl values with the values they had before, the bpffs mount, a check of
+        installed packages, and a systemd reload or unit restarts after changes.
       - Compared first; every difference is one line in RV(host_setup.drift). Everything is checked
         before anything is written (unit files with C(systemd-analyze verify) where it exists, sysctl
         keys), the balancer is configured, then the host setup is applied; files are replaced
