@@ -78,7 +78,9 @@ def turn_order(weights, count):
     their turns in the same passes, so each pass is the merge of the index
     lists of the weights due in it; a pass with the same set of weights
     due as an earlier one repeats that merge (with equal weights every pass
-    is the list of all backends).
+    is the list of all backends).  Pass ``p + top`` has the same weights
+    due as pass ``p`` (``floor((p + top) * w / top)`` is ``floor(p * w / top)
+    + w``): the sequence repeats every ``top`` passes, ``total`` turns.
     """
     active = [(i, w) for i, w in enumerate(weights) if w > 0]
     if not active or count <= 0:
@@ -94,7 +96,7 @@ def turn_order(weights, count):
         groups.setdefault(w, []).append(i)
     merged = {}
     out = []
-    for p in range(1, last + 1):
+    for p in range(1, min(last, top) + 1):
         # weight w has a turn in pass p when floor(p * w / top) grows
         due = tuple(w for w in groups if (p * w) // top != ((p - 1) * w) // top)
         order = merged.get(due)
@@ -103,6 +105,10 @@ def turn_order(weights, count):
         out.extend(order)
         if len(out) >= count:
             break
+    if len(out) < count:
+        # a whole period (top passes): repeat it
+        reps = -(-count // len(out))
+        out = out * reps
     del out[count:]
     return out
 

@@ -102,8 +102,10 @@ def test_maglev_table_equals_the_reference(seed):
     assert maglev.maglev_table(items, size) == reference_maglev(items, size)
 
 
-@pytest.mark.parametrize("weights", [[100] * 7, [100, 50, 100, 25, 100], [3, 5, 7, 11], [1, 1000]])
-def test_turn_order_long_runs(weights):
-    """Many passes, few distinct weights: the merged passes repeat and must stay in order."""
-    count = 20000
+@pytest.mark.parametrize("weights, count", [
+    ([100] * 7, 20000), ([100, 50, 100, 25, 100], 20000), ([3, 5, 7, 11], 20000), ([1, 1000], 20000),
+    ([0, 100, 0, 50], 1500),      # ten whole periods of 150 turns, zero weights among them
+    ([0, 100, 0, 50], 1501), ([7], 65537), ([1000, 999], 1999), ([1000, 999], 1998)])
+def test_turn_order_long_runs(weights, count):
+    """Many passes, few distinct weights: the merged passes repeat (every max(weights) passes) and must stay in order."""
     assert maglev.turn_order(weights, count) == list(itertools.islice(maglev.turns(weights), count))
