@@ -55,7 +55,6 @@ all:
       hosts:
 {hosts}
       vars:
-        fleet_host: "{{{{ inventory_hostname | regex_replace('^{prefix}', '') }}}}"
         xdp_lb_mode: nat
         xdp_lb_interfaces: [front0, back0]
         xdp_lb_attach_mode: native
@@ -71,12 +70,6 @@ all:
         # Packages: checked (they are installed on this machine); no mirror to refresh from.
         xdp_lb_install_packages: true
         xdp_lb_update_package_cache: false
-        # One file system for all hosts: each host's paths inside the fleet dir.
-        xdp_lb_state_dir: "{lab}/{{{{ fleet_host }}}}/state"
-        xdp_lb_sysctl_file: "{lab}/{{{{ fleet_host }}}}/etc/60-netfleet-xdp-lb-{{{{ xdp_lb_name }}}}.conf"
-        xdp_lb_systemd_dir: "{lab}/{{{{ fleet_host }}}}/etc/systemd"
-        xdp_lb_engine_dir: "{lab}/{{{{ fleet_host }}}}/engine"
-        xdp_lb_build_dir: "{lab}/{{{{ fleet_host }}}}/cache"
 """
 
 
@@ -91,11 +84,20 @@ def fleet(cmd, n):
     return sh(["bash", os.path.join(ROOT, "scripts", "lab", "fleet.sh"), cmd], env=env, check=(cmd == "up"))
 
 
+# One file system for all hosts: each host's paths inside the fleet dir, as
+# literal host variables (as a real inventory's would be: an expression
+# here is rendered again at every reference, in every task's worker, and
+# would count as the role's controller time).
+HOST = ("        {p}lb{i:02d}: {{ansible_host: {mgmt}.{i}, xdp_lb_state_dir: {d}/state, "
+        "xdp_lb_sysctl_file: {d}/etc/60-netfleet-xdp-lb-default.conf, xdp_lb_systemd_dir: {d}/etc/systemd, "
+        "xdp_lb_engine_dir: {d}/engine, xdp_lb_build_dir: {d}/cache}}")
+
+
 def write_inventory(n):
-    hosts = "\n".join("        %slb%02d: {ansible_host: %s.%d}" % (P, i, MGMT, i) for i in range(1, n + 1))
+    hosts = "\n".join(HOST.format(p=P, i=i, mgmt=MGMT, d="%s/lb%02d" % (LAB, i)) for i in range(1, n + 1))
     path = os.path.join(OUT, "inventory-%d.yml" % n)
     with open(path, "w") as f:
-        f.write(INVENTORY.format(lab=LAB, hosts=hosts, prefix=P))
+        f.write(INVENTORY.format(lab=LAB, hosts=hosts))
     return path
 
 

@@ -6,6 +6,10 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from ansible.module_utils.basic import missing_required_lib
@@ -43,3 +47,22 @@ def test_missing_library_fails_with_the_module_text(monkeypatch, pyroute2, bcc, 
         deps.fail_if_missing(FakeModule(), missing_required_lib)
     assert info.value.args[0] == {"msg": missing_required_lib(lib), "exception": error}
     assert "Failed to import the required Python library (%s)" % lib in info.value.args[0]["msg"]
+
+
+def test_the_engine_does_not_import_pyroute2_until_it_is_used():
+    """A nat or redirect run needs no pyroute2 (its import is a quarter of a
+    module run): importing the engine and the module's helpers must not
+    import it; the first IPRoute use does."""
+    code = (
+        "import sys\n"
+        "from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import deps, engine, hostsetup, netlink\n"
+        "assert deps.missing() == [], deps.missing()\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'pyroute2'], 'imported at start'\n"
+        "with netlink.iproute() as ipr:\n"
+        "    assert 'pyroute2' not in sys.modules, 'imported by iproute()'\n"
+        "    assert netlink.route_to(ipr, '127.0.0.1')['oif'] == netlink.link_index('lo')\n"
+        "assert 'pyroute2' in sys.modules\n"
+        "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         universal_newlines=True, check=False, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert out.stdout.strip().endswith("ok"), out.stdout
