@@ -80,23 +80,19 @@ def turn_order(weights, count):
     due as an earlier one repeats that merge (with equal weights every pass
     is the list of all backends).  Pass ``p + top`` has the same weights
     due as pass ``p`` (``floor((p + top) * w / top)`` is ``floor(p * w / top)
-    + w``): the sequence repeats every ``top`` passes, ``total`` turns.
+    + w``): the sequence repeats every ``top`` passes (as many turns as the
+    weights add up to), so at most one period is computed.
     """
     active = [(i, w) for i, w in enumerate(weights) if w > 0]
     if not active or count <= 0:
         return []
     top = max(w for _i, w in active)
-    total = sum(w for _i, w in active)
-    # by pass p every backend has had floor(p * w / top) turns: find a p with >= count turns
-    last = (count * top + total - 1) // total
-    while sum(last * w // top for _i, w in active) < count:
-        last += len(active)
     groups = {}
     for i, w in active:
         groups.setdefault(w, []).append(i)
     merged = {}
     out = []
-    for p in range(1, min(last, top) + 1):
+    for p in range(1, top + 1):
         # weight w has a turn in pass p when floor(p * w / top) grows
         due = tuple(w for w in groups if (p * w) // top != ((p - 1) * w) // top)
         order = merged.get(due)

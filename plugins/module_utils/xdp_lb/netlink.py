@@ -87,9 +87,10 @@ def _pyroute2():
     class NeighExt(nlmsg):
         """A neighbour message that can carry NDA_FLAGS_EXT (managed entries).
 
-        A direct nlmsg subclass, not a subclass of ndmsg: pyroute2 compiles an nla_map once per class
-        hierarchy, and a subclass of an already used ndmsg would encode with
-        the parent's map (silently dropping NDA_FLAGS_EXT).
+        A direct nlmsg subclass, not a subclass of ndmsg: pyroute2 compiles
+        an nla_map once per class hierarchy, and a subclass of an already
+        used ndmsg would encode with the parent's map (silently dropping
+        NDA_FLAGS_EXT).
         """
         fields = ndmsg.fields
         nla_map = ((1, "NDA_DST", "ipaddr"), (15, "NDA_FLAGS_EXT", "uint32"))
