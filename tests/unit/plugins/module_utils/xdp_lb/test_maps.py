@@ -52,7 +52,7 @@ def test_first_apply_order_and_content():
     conf = maps.decode_config(layout.LbConfig.from_buffer_copy(want.config))
     assert conf == {"mode": "nat", "redirect_algorithm": "flow_hash", "redirect_count": 0,
                     "nat_port_min": 20000, "nat_port_max": 32767, "nat_source_ipv4": "198.18.2.1",
-                    "nat_source_ipv6": "fd00:18:2::1"}
+                    "nat_source_ipv6": "fd00:18:2::1", "flow_idle_timeout": 30}
     assert len(want.rings[0]) == RING and set(want.rings[0]) == {1, 2}
 
 
