@@ -876,6 +876,7 @@ def instance_info(data):
                 for s in services:
                     entry = t.service_entry(s["service"])
                     s["ring_slot"] = entry[1]
+                    s["ring_addr_digest"] = maps.ring_addr_digest(t.rings.get(entry[0]), t.backends)
                     for bk in s["backends"]:
                         counters = be_stats.lookup(layout.U32(bk["id"]))
                         bk.update(_sum(counters or []))

@@ -129,6 +129,32 @@ def ring_digest(ring, full=False):
     return digest if full else digest[:12]
 
 
+# The part of an lb_backend that says where a client goes: address (16
+# bytes), port (2, network order; 0 = the service's port) and family (1).
+BACKEND_ADDR_BYTES = 19
+
+
+def ring_addr_digest(ring, backends):
+    """SHA-256 hex of the address-level table of a ring: per slot, the
+    backend's address, port and family as lb_backends holds them
+    (``backends``: Tables.backends, {id: LbBackend bytes}), 19 zero bytes
+    for an empty slot.
+
+    Unlike ``ring_digest`` it does not depend on backend ids, which depend
+    on a host's history (adds and removals reuse freed ids): two hosts whose
+    tables send every flow to the same address and port have the same
+    digest, whatever ids they gave their backends.
+    """
+    if ring is None:
+        return None
+    empty = bytes(BACKEND_ADDR_BYTES)
+    enc = {}
+    for bid, raw in backends.items():
+        if layout.LbBackend.from_buffer_copy(raw).flags & layout.BACKEND_ACTIVE:
+            enc[bid] = bytes(raw[:BACKEND_ADDR_BYTES])
+    return hashlib.sha256(b"".join(enc.get(i, empty) for i in ring)).hexdigest()
+
+
 def expected_map_shapes(sizes):
     """{map name: (type, key_size, value_size, max_entries)} for build ``sizes``."""
     s = dict(layout.DEFAULT_SIZES)
