@@ -10,6 +10,8 @@ The new maps must hold every flow with the same backend and NAT port, last
 seen now, and the new program must translate the flows' next packets and
 replies exactly as the old one did.
 """
+import io
+import ipaddress
 import json
 import os
 import shutil
@@ -17,12 +19,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import io
 
 import pytest
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    bpf, build, engine, layout, maps, model)
+    bpf, engine, layout, maps, model)
 
 import dplab as L
 from dpframes import client_frame, frame
@@ -154,7 +155,6 @@ def replies(outs):
         l3 = 14
         proto = "tcp" if data[l3 + (6 if v6 else 9)] == 6 else "udp"
         if v6:
-            import ipaddress
             src = str(ipaddress.IPv6Address(data[l3 + 8:l3 + 24]))
             dst = str(ipaddress.IPv6Address(data[l3 + 24:l3 + 40]))
             l4 = l3 + 40
