@@ -150,7 +150,7 @@ options:
             unreachable host is still a backend unless its variables say otherwise).
           - Each host's service address is its C(xdp_lb_backend_ipv4) or C(xdp_lb_backend_ipv6) variable,
             by the family of O(services[].vip). Its C(xdp_lb_backend_port) (nat only; dsr ignores it),
-            C(xdp_lb_backend_weight) (0 to 1000) and C(xdp_lb_backend_state) (V(active), V(drain): weight
+            C(xdp_lb_backend_weight) (0 to 1000) and C(xdp_lb_backend_pool_state) (V(active), V(drain): weight
             0, established flows stay; V(absent): not a backend) override O(services[].backend_port) and
             O(services[].backend_weight).
           - The group's backends follow the literal O(services[].backends), sorted by address, port and
@@ -481,7 +481,7 @@ seealso:
 EXAMPLES = r'''
 # The backends are the hosts of the inventory group "web", each with
 # xdp_lb_backend_ipv4 (and xdp_lb_backend_ipv6 for IPv6 services) in its
-# host_vars; xdp_lb_backend_state: drain (or absent) on a host drains it.
+# host_vars; xdp_lb_backend_pool_state: drain (or absent) on a host drains it.
 - name: NAT load balancer whose backends are the inventory group web
   netfleet.xdp_lb.xdp_lb:
     name: web

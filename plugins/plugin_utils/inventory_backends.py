@@ -7,15 +7,14 @@ A service of ``xdp_lb_services`` may name an inventory group
 (``backend_group: web``); every host of the group is one backend, described
 by its own variables (host_vars, group_vars or a dynamic inventory):
 
-==========================  =================================================
-``xdp_lb_backend_ipv4``     service address for IPv4 services
-``xdp_lb_backend_ipv6``     service address for IPv6 services
-``xdp_lb_backend_port``     backend port (nat mode; dsr keeps the vip's port)
-``xdp_lb_backend_weight``   0 to 1000
-``xdp_lb_backend_state``    ``active`` (default), ``drain`` (weight 0: no new
-                            flows, established ones stay), ``absent`` (not a
-                            backend at all)
-==========================  =================================================
+- ``xdp_lb_backend_ipv4``: service address for IPv4 services
+- ``xdp_lb_backend_ipv6``: service address for IPv6 services
+- ``xdp_lb_backend_port``: backend port (nat mode; dsr keeps the vip's port)
+- ``xdp_lb_backend_weight``: 0 to 1000
+- ``xdp_lb_backend_pool_state``: ``active`` (default), ``drain`` (weight 0:
+  no new flows, established ones stay), ``absent`` (not a backend at all).
+  (Not ``xdp_lb_backend_state``: role xdp_lb_backend uses that name for
+  its own present/absent.)
 
 Service-level defaults: ``backend_port``, ``backend_weight``, and
 ``backend_use_ansible_host`` (take ``ansible_host`` when the host has no
@@ -183,10 +182,10 @@ def resolve_service(index, svc, groups, hostvars, mode):
         hv = hostvars[host]
         at = "%s: host %s" % (where, host)
         try:
-            state = _get(hv, "xdp_lb_backend_state")
+            state = _get(hv, "xdp_lb_backend_pool_state")
             state = "active" if state in (_MISSING, None) else state
             if state not in HOST_STATES:
-                raise InventoryBackendError("xdp_lb_backend_state: %r is not one of %s"
+                raise InventoryBackendError("xdp_lb_backend_pool_state: %r is not one of %s"
                                             % (state, ", ".join(HOST_STATES)))
             if state == "absent":
                 skipped.append(host)
@@ -237,7 +236,7 @@ def resolve_service(index, svc, groups, hostvars, mode):
     allow = _bool(svc.get("allow_no_backends")) if svc.get("allow_no_backends") is not None else False
     if not found and not allow:
         why = "it has no hosts" if not groups[group] else \
-            "every host is absent (xdp_lb_backend_state: absent: %s)" % ", ".join(sorted(skipped))
+            "every host is absent (xdp_lb_backend_pool_state: absent: %s)" % ", ".join(sorted(skipped))
         raise InventoryBackendError("%s resolves to no backend: %s; set allow_no_backends: true on the "
                                     "service to allow a service without backends" % (where, why))
     if found and not allow and not any(f[3]["weight"] > 0 for f in found) and not _literal_weight(literal):
@@ -289,7 +288,7 @@ def uses_groups(services):
 
 
 def backend_host_state(hv):
-    state = _get(hv, "xdp_lb_backend_state")
+    state = _get(hv, "xdp_lb_backend_pool_state")
     return "active" if state in (_MISSING, None) else state
 
 

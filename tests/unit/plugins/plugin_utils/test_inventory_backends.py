@@ -98,9 +98,9 @@ def test_service_defaults_and_host_overrides():
 
 
 def test_states():
-    out, origins = resolve([svc()], **{"web-1": {"xdp_lb_backend_state": "drain", "xdp_lb_backend_weight": 300},
-                                       "web-3": {"xdp_lb_backend_state": "absent"},
-                                       "web-2": {"xdp_lb_backend_state": "active"}})
+    out, origins = resolve([svc()], **{"web-1": {"xdp_lb_backend_pool_state": "drain", "xdp_lb_backend_weight": 300},
+                                       "web-3": {"xdp_lb_backend_pool_state": "absent"},
+                                       "web-2": {"xdp_lb_backend_pool_state": "active"}})
     assert out[0]["backends"] == [{"address": "198.18.20.11", "weight": 0},
                                   {"address": "198.18.20.12", "weight": 100}]
     assert sorted(origins[0].values()) == ["web-1", "web-2"]
@@ -142,7 +142,7 @@ def test_allow_no_backends():
     assert out[0]["backends"] == [] and out[0]["allow_no_backends"] is True and origins == {}
     model.validate({"interfaces": ["eth0"], "services": out})
     out, _o = resolve([svc(allow_no_backends=True)], **dict(
-        (h, {"xdp_lb_backend_state": "drain"}) for h in ("web-1", "web-2", "web-3")))
+        (h, {"xdp_lb_backend_pool_state": "drain"}) for h in ("web-1", "web-2", "web-3")))
     assert [b["weight"] for b in out[0]["backends"]] == [0, 0, 0]
     model.validate({"interfaces": ["eth0"], "services": out})
 
@@ -155,9 +155,9 @@ S = "services[0] (tcp/198.18.100.1:80): backend_group web"
                                       "has no group nope"),
     ([svc(backend_group="empty")], {}, "backend_group empty resolves to no backend: it has no hosts; set "
                                        "allow_no_backends: true"),
-    ([svc()], dict((h, {"xdp_lb_backend_state": "absent"}) for h in ("web-1", "web-2", "web-3")),
-     S + " resolves to no backend: every host is absent (xdp_lb_backend_state: absent: web-1, web-2, web-3)"),
-    ([svc()], dict((h, {"xdp_lb_backend_state": "drain"}) for h in ("web-1", "web-2", "web-3")),
+    ([svc()], dict((h, {"xdp_lb_backend_pool_state": "absent"}) for h in ("web-1", "web-2", "web-3")),
+     S + " resolves to no backend: every host is absent (xdp_lb_backend_pool_state: absent: web-1, web-2, web-3)"),
+    ([svc()], dict((h, {"xdp_lb_backend_pool_state": "drain"}) for h in ("web-1", "web-2", "web-3")),
      S + " resolves to no usable backend: every host has weight 0 or is drained (web-1, web-2, web-3)"),
     ([svc(backend_weight=0)], {}, S + " resolves to no usable backend"),
     ([svc(vip="fd00:18:100::1")], {}, "services[0] (tcp/[fd00:18:100::1]:80): backend_group web: host web-3: "
@@ -184,8 +184,8 @@ S = "services[0] (tcp/198.18.100.1:80): backend_group web"
      S + ": host web-1: xdp_lb_backend_port: 0 is not an integer from 1 to 65535"),
     ([svc()], {"web-1": {"xdp_lb_backend_port": [80]}},
      S + ": host web-1: xdp_lb_backend_port: [80] is not an integer from 1 to 65535"),
-    ([svc()], {"web-1": {"xdp_lb_backend_state": "down"}},
-     S + ": host web-1: xdp_lb_backend_state: 'down' is not one of active, drain, absent"),
+    ([svc()], {"web-1": {"xdp_lb_backend_pool_state": "down"}},
+     S + ": host web-1: xdp_lb_backend_pool_state: 'down' is not one of active, drain, absent"),
     ([svc()], {"web-1": {"xdp_lb_backend_ipv4": 198}},
      S + ": host web-1: xdp_lb_backend_ipv4: 198 is not a unicast IPv4 address"),
     ([svc(backend_weight=-1)], {}, "services[0] (tcp/198.18.100.1:80).backend_weight: -1 is not an integer"),
@@ -218,7 +218,7 @@ def test_dsr_vips():
             {"vip": "198.18.101.2", "port": 53, "backends": ["198.18.20.13"]},
             {"vip": "198.18.101.1", "port": 443, "backend_group": "web"}]},
         "lb-2": {"xdp_lb_mode": "nat", "xdp_lb_services": [svc(vip="198.18.100.1")]},
-        "web-2": {"xdp_lb_backend_state": "absent"}})
+        "web-2": {"xdp_lb_backend_pool_state": "absent"}})
     assert dsr_vips("web-1", ["lb-1", "lb-2"], groups, hostvars) == ["198.18.101.1", "fd00:18:101::1"]
     assert dsr_vips("web-3", ["lb-1", "lb-2"], groups, hostvars) == ["198.18.101.1", "198.18.101.2"]
     assert dsr_vips("web-2", ["lb-1", "lb-2"], groups, hostvars) == []   # absent: out of every pool
@@ -239,3 +239,35 @@ def test_backend_changes_by_host():
         ("join", "web-3", "198.18.20.13:80", None, 100),
         ("leave", "web-4", "198.18.20.14:80", 100, None)]
     assert backend_changes(after, after, hosts, lambda a: None) == []
+
+
+def test_example_inventory_resolves():
+    """inventory/example, read by Ansible itself: the balancers' group services resolve, web-3 is drained,
+    the dsr backends get their VIPs from the group (hostvars templated as in a play)."""
+    import os
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.vars.hostvars import HostVars
+    from ansible.vars.manager import VariableManager
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__))))))
+    loader = DataLoader()
+    inv = InventoryManager(loader=loader, sources=[os.path.join(root, "inventory", "example")])
+    vm = VariableManager(loader=loader, inventory=inv)
+    hostvars = HostVars(inventory=inv, variable_manager=vm, loader=loader)   # what a play's tasks see
+    lb = vm.get_vars(host=inv.get_host("lb-nat-1"))
+    out, origins = resolve_services(lb["xdp_lb_services"], lb["groups"], hostvars, lb["xdp_lb_mode"])
+    assert out[0]["backends"] == [{"address": "198.18.20.11", "weight": 100}, {"address": "198.18.20.12", "weight": 100},
+                                  {"address": "198.18.20.13", "weight": 0}]
+    assert out[2]["backends"] == [{"address": "fd00:18:20::99", "port": 8443, "weight": 50},
+                                  {"address": "fd00:18:20::11", "weight": 100, "port": 8443},
+                                  {"address": "fd00:18:20::12", "weight": 100, "port": 8443},
+                                  {"address": "fd00:18:20::13", "weight": 0, "port": 8443}]
+    assert origins[2][("fd00:18:20::13", 8443)] == "web-3"
+    model.validate({"interfaces": ["eth0", "eth1"], "services": out})
+    dsr = vm.get_vars(host=inv.get_host("lb-dsr-1"))
+    out, _o = resolve_services(dsr["xdp_lb_services"], dsr["groups"], hostvars, "dsr")
+    model.validate({"interfaces": ["eth0"], "mode": "dsr", "services": out})
+    be = vm.get_vars(host=inv.get_host("dsr-web-1"))
+    assert dsr_vips("dsr-web-1", be["groups"]["xdp_lb_balancers"], be["groups"], hostvars) == \
+        ["198.18.101.1", "fd00:18:101::1"]
