@@ -107,9 +107,9 @@ class ActionModule(ActionBase):
                                   lambda address: host_of(address, task_vars))
         module_result["backend_changes"] = changes
         if changes:
-            text = "".join("%s %s %s %s%s\n" % ({"join": "+", "leave": "-", "weight": "~"}[c["change"]],
-                                                 c["service"], c["host"] or "(not in the inventory)",
-                                                 c["backend"], weight_text(c)) for c in changes)
+            sign = {"join": "+", "leave": "-", "weight": "~"}
+            text = "".join("%s %s %s %s%s\n" % (sign[c["change"]], c["service"], c["host"] or "(not in the inventory)",
+                                                c["backend"], weight_text(c)) for c in changes)
             extra = {"before_header": "backends", "after_header": "backends", "prepared": text}
             module_result["diff"] = (diffs if isinstance(diffs, list) else [diffs]) + [extra]
 

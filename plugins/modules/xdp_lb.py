@@ -150,8 +150,8 @@ options:
             unreachable host is still a backend unless its variables say otherwise).
           - Each host's service address is its C(xdp_lb_backend_ipv4) or C(xdp_lb_backend_ipv6) variable,
             by the family of O(services[].vip). Its C(xdp_lb_backend_port) (nat only; dsr ignores it),
-            C(xdp_lb_backend_weight) (0 to 1000) and C(xdp_lb_backend_pool_state) (V(active), V(drain): weight
-            0, established flows stay; V(absent): not a backend) override O(services[].backend_port) and
+            C(xdp_lb_backend_weight) (0 to 1000) and C(xdp_lb_backend_pool_state) (V(active); V(drain), weight
+            0, established flows stay; V(absent), not a backend) override O(services[].backend_port) and
             O(services[].backend_weight).
           - The group's backends follow the literal O(services[].backends), sorted by address, port and
             host name, so every balancer gets the same list whatever the inventory order.

@@ -37,6 +37,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -56,6 +57,8 @@ NBACKENDS = 4
 VIP = "198.18.100.1"
 PORT = 7777
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+# SSH control masters of these runs live here, so they can be closed at the end.
+CP_DIR = os.path.join("/tmp", "xlbi-cp")
 STATE_DIR = os.path.join(LAB_DIR, "host", "var", "lib", "netfleet-xdp-lb")
 SERVICES = [{"vip": VIP, "port": PORT, "protocol": proto, "scheduler": "maglev", "backend_group": "web"}
             for proto in ("udp", "tcp")] + [
@@ -67,8 +70,17 @@ def env(prefix=PREFIX, lab_dir=LAB_DIR, mgmt=MGMT, backends=NBACKENDS):
     out["PATH"] = VENV_BIN + os.pathsep + out.get("PATH", "")
     out["ANSIBLE_CONFIG"] = os.path.join(ROOT, "ansible.cfg")
     out["ANSIBLE_NOCOLOR"] = "1"
+    out["ANSIBLE_SSH_CONTROL_PATH_DIR"] = CP_DIR
     out.update({"LAB_PREFIX": prefix, "LAB_DIR": lab_dir, "LAB_MGMT_NET": mgmt, "LAB_BACKENDS": str(backends)})
     return out
+
+
+def close_ssh_masters():
+    if os.path.isdir(CP_DIR):
+        for sock in os.listdir(CP_DIR):
+            subprocess.run(["ssh", "-o", "ControlPath=%s" % os.path.join(CP_DIR, sock), "-O", "exit", "x"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        shutil.rmtree(CP_DIR, ignore_errors=True)
 
 
 def run(name, args, expect_rc=0, environ=None):
@@ -144,6 +156,12 @@ def live_backends(st):
     return dict((s["service"], sorted((b["address"], b["weight"]) for b in s["backends"])) for s in st["services"])
 
 
+def tables(st):
+    """What the maps hold, without the counters: services, rings, backends with ids and weights."""
+    return [(s["service"], s["ring"], sorted((b["address"], b["port"], b["id"], b["weight"]) for b in s["backends"]))
+            for s in st["services"]]
+
+
 def be(n, weight=100, v6=False):
     return ("fd00:18:1::%d" % (10 + n) if v6 else "198.18.1.%d" % (10 + n), weight)
 
@@ -181,15 +199,17 @@ def lab(monkeypatch_module):
     try:
         yield lab.up()
     finally:
+        close_ssh_masters()
         lab.close()
+    assert PREFIX not in subprocess.run(["ip", "netns", "list"], stdout=subprocess.PIPE, check=False).stdout.decode()
 
 
 @pytest.fixture(scope="module")
 def monkeypatch_module():
     """test_operations' Lab helpers read its module constants: point them at this lab."""
     import test_operations as ops
-    saved = dict((k, getattr(ops, k)) for k in ("OUT", "LAB_DIR", "PREFIX", "MGMT", "NBACKENDS", "STATE_DIR",
-                                                 "UNIT"))
+    names = ("OUT", "LAB_DIR", "PREFIX", "MGMT", "NBACKENDS", "STATE_DIR", "UNIT")
+    saved = dict((k, getattr(ops, k)) for k in names)
     ops.OUT, ops.LAB_DIR, ops.PREFIX, ops.MGMT, ops.NBACKENDS, ops.STATE_DIR = (
         OUT, LAB_DIR, PREFIX, MGMT, NBACKENDS, STATE_DIR)
     ops.UNIT = os.path.join(LAB_DIR, "host", "etc", "systemd", "system", "netfleet-xdp-lb-restore.service")
@@ -299,9 +319,50 @@ def test_pool_is_an_inventory_group(lab):
     assert live_backends(after_remove)["tcp/%s:%d" % (VIP, PORT)] == [be(1), be(2), be(3)]
     # dynamic inventory: the same pool, the same tables, nothing changed
     assert changed["dynamic"] == 0, changed
-    assert [(s["service"], s["ring"]) for s in after_dynamic["services"]] == \
-        [(s["service"], s["ring"]) for s in after_remove["services"]]
+    assert tables(after_dynamic) == tables(after_remove)
     assert steps["dynamic"]["lost"] == 0 and steps["dynamic"]["moved_flows"] == 0, steps["dynamic"]
     # failure: nothing changed on the host
-    assert after_failure["services"] == after_dynamic["services"]
+    assert tables(after_failure) == tables(after_dynamic)
     assert steps["failure"]["lost"] == 0 and steps["failure"]["moved_flows"] == 0, steps["failure"]
+
+
+DSR_PREFIX = "xlbj-"
+DSR_DIR = os.path.join(OUT, "dsr-lab")
+
+
+def test_dsr_backends_take_vips_from_the_group():
+    """The dsr lab (playbooks/lab.yml -e lab_mode=dsr): its inventory declares the services once, on the
+    balancer, with backend_group: lab_web; each backend (over SSH, role xdp_lb_backend) gets the VIPs from
+    that, and requests through the balancer are answered by every backend."""
+    if os.geteuid() != 0:
+        pytest.skip("builds a netns lab and loads XDP programs: run as root")
+    dsr_env = env(prefix=DSR_PREFIX, lab_dir=DSR_DIR, mgmt="198.19.51", backends=3)
+    os.makedirs(OUT, exist_ok=True)
+    try:
+        run("dsr-lab-up", ["playbooks/lab.yml", "-e", "lab_prefix=%s" % DSR_PREFIX, "-e", "lab_dir=%s" % DSR_DIR,
+                           "-e", "lab_mgmt_net=198.19.51", "-e", "lab_mode=dsr"], environ=dsr_env)
+        inventory = os.path.join(DSR_DIR, "inventory.yml")
+        with open(inventory) as f:
+            text = f.read()
+        assert "backend_group: lab_web" in text and "address:" not in text   # no duplicated service list
+        totals, out = run("dsr-deploy", ["-i", inventory, "site.yml"], environ=dsr_env)
+        assert totals["failed"] == 0 and totals["changed"] > 0
+        for n in (1, 2, 3):
+            addr = subprocess.run(["ip", "netns", "exec", "%sbe%d" % (DSR_PREFIX, n), "ip", "-j", "addr", "show",
+                                   "dev", "lo"], stdout=subprocess.PIPE, check=True).stdout.decode()
+            have = sorted("%s/%s" % (a["local"], a["prefixlen"]) for a in json.loads(addr)[0]["addr_info"])
+            assert "198.18.100.1/32" in have and "fd00:18:100::1/128" in have, (n, have)
+        traffic = subprocess.run(
+            ["ip", "netns", "exec", DSR_PREFIX + "client", "/usr/bin/python3",
+             os.path.join(ROOT, "molecule", "shared", "traffic.py"), "--requests", "30"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+        result = json.loads(traffic.stdout.decode())
+        for service, r in sorted(result.items()):
+            assert r["failed"] == 0 and len(r["answers"]) == 3, (service, r)
+        print("\ndsr through the group: %s" % dict((k, v["answers"]) for k, v in sorted(result.items())))
+    finally:
+        close_ssh_masters()
+        subprocess.run(["bash", os.path.join(ROOT, "scripts", "lab", "lab.sh"), "down"], env=dsr_env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    assert DSR_PREFIX not in subprocess.run(["ip", "netns", "list"], stdout=subprocess.PIPE,
+                                            check=False).stdout.decode()

@@ -233,7 +233,7 @@ def test_backend_changes_by_host():
         {"address": "198.18.20.11", "port": 80, "weight": 100}, {"address": "198.18.20.12", "port": 80, "weight": 0},
         {"address": "198.18.20.13", "port": 80, "weight": 100}]}]}
     hosts = {("198.18.20.11", 80): "web-1", ("198.18.20.12", 80): "web-2", ("198.18.20.13", 80): "web-3"}
-    changes = backend_changes(before, after, hosts, lambda a: {"198.18.20.14": "web-4"}.get(a))
+    changes = backend_changes(before, after, hosts, {"198.18.20.14": "web-4"}.get)
     assert [(c["change"], c["host"], c["backend"], c.get("weight_before"), c.get("weight")) for c in changes] == [
         ("weight", "web-2", "198.18.20.12:80", 100, 0),
         ("join", "web-3", "198.18.20.13:80", None, 100),
