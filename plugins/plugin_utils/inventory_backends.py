@@ -168,13 +168,15 @@ def resolve_service(index, svc, groups, hostvars, mode):
         raise InventoryBackendError("%s.backend_use_ansible_host: %r is not a boolean" % (label, raw))
 
     literal = svc.get("backends")
-    literal = list(literal) if isinstance(literal, (list, tuple)) else ([] if literal is None else literal)
+    if literal is not None and not isinstance(literal, (list, tuple)):
+        raise InventoryBackendError("%s.backends: %r is not a list (the literal backends next to backend_group)"
+                                    % (label, literal))
+    literal = list(literal or [])
     taken = {}
-    if isinstance(literal, list):
-        for j, item in enumerate(literal):
-            key = _literal_key(item, svc_port, mode, family)
-            if key is not None:
-                taken.setdefault(key, "backends[%d]" % j)
+    for j, item in enumerate(literal):
+        key = _literal_key(item, svc_port, mode, family)
+        if key is not None:
+            taken.setdefault(key, "backends[%d]" % j)
 
     found, origins, skipped = [], {}, []
     var = "xdp_lb_backend_ipv%d" % family
@@ -245,13 +247,13 @@ def resolve_service(index, svc, groups, hostvars, mode):
                                     % (where, ", ".join(sorted(f[2] for f in found))))
     found.sort(key=lambda f: (f[0], f[1], f[2]))
     out = dict((k, v) for k, v in svc.items() if k not in GROUP_KEYS)
-    out["backends"] = (literal if isinstance(literal, list) else []) + [f[3] for f in found]
+    out["backends"] = literal + [f[3] for f in found]
     return out, origins
 
 
 def _literal_weight(literal):
     """Whether a literal entry may carry a positive weight (the module checks the rest)."""
-    for item in literal if isinstance(literal, list) else []:
+    for item in literal:
         if isinstance(item, str):
             return True
         if isinstance(item, dict) and (item.get("weight") is None or _int(item.get("weight"), 1, WEIGHT_MAX)):

@@ -194,6 +194,7 @@ S = "services[0] (tcp/198.18.100.1:80): backend_group web"
     ([svc(backend_group=["web"])], {}, ".backend_group: ['web'] is not a group name"),
     ([{"vip": "198.18.100.1", "port": 80, "backend_port": 8080, "backends": ["198.18.20.11"]}], {},
      "services[0] (tcp/198.18.100.1:80): backend_port is only used with backend_group"),
+    ([svc(backends="198.18.20.99")], {}, "services[0] (tcp/198.18.100.1:80).backends: '198.18.20.99' is not a list"),
     ([svc(vip="web.example")], {}, "services[0] (tcp/web.example:80).vip: 'web.example' is not an IPv4 or IPv6"),
 ])
 def test_errors(services, extra, message):
