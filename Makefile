@@ -33,7 +33,7 @@ test-integration: deps
 test-molecule: deps
 	bash scripts/run-molecule.sh
 
-## test-ops: operations under traffic (tests/ops): zero-loss changes, Maglev disruption, rolling deploys; prints the tables
+## test-ops: operations under traffic (tests/ops): zero-loss changes, Maglev disruption, rolling deploys, inventory-group backends; prints the tables
 test-ops: deps
 	$(PYTEST) -q -s tests/ops
 

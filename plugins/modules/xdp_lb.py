@@ -143,13 +143,58 @@ options:
         type: str
         choices: [ip_hash, five_tuple, maglev]
         default: maglev
+      backend_group:
+        description:
+          - Inventory group whose hosts are backends of this service, resolved on the controller by the
+            action plugin from C(groups) and C(hostvars) (the backend hosts are never contacted; an
+            unreachable host is still a backend unless its variables say otherwise).
+          - Each host's service address is its C(xdp_lb_backend_ipv4) or C(xdp_lb_backend_ipv6) variable,
+            by the family of O(services[].vip). Its C(xdp_lb_backend_port) (nat only; dsr ignores it),
+            C(xdp_lb_backend_weight) (0 to 1000) and C(xdp_lb_backend_pool_state) (V(active); V(drain), weight
+            0, established flows stay; V(absent), not a backend) override O(services[].backend_port) and
+            O(services[].backend_weight).
+          - The group's backends follow the literal O(services[].backends), sorted by address, port and
+            host name, so every balancer gets the same list whatever the inventory order.
+          - Fails before the module runs, naming the service, group and host, when the group does not
+            exist, resolves to no backend (unless O(services[].allow_no_backends)), a host has no address
+            of the service's family, a host's variable has the wrong type or range, or a backend comes
+            both from the group and from a literal entry.
+          - In diff mode the result lists the backends that join, leave or change weight, by inventory
+            host name and address (RV(backend_changes)).
+        type: str
+      backend_port:
+        description:
+          - Default backend port of the O(services[].backend_group) hosts (O(mode=nat) only). Defaults to
+            the service port.
+        type: int
+      backend_weight:
+        description: Default weight of the O(services[].backend_group) hosts.
+        type: int
+        default: 100
+      backend_use_ansible_host:
+        description:
+          - Use a host's C(ansible_host) as its service address when it has no C(xdp_lb_backend_ipv4)
+            (IPv4 service) or C(xdp_lb_backend_ipv6) (IPv6 service).
+          - Off by default, because C(ansible_host) is usually a management address.
+        type: bool
+        default: false
+      allow_no_backends:
+        description:
+          - Allow the service to have no usable backend (no backends, an empty or all-absent
+            O(services[].backend_group), or every weight 0). It then serves nothing.
+          - Without it such a service is an error naming the service, so that a typo or a drained pool
+            does not silently black-hole a VIP.
+        type: bool
+        default: false
       backends:
         description:
-          - The service's backends. O(mode=nat) and O(mode=dsr) need at least one.
+          - The service's literal backends. In O(mode=nat) and O(mode=dsr), together with the hosts of
+            O(services[].backend_group), at least one with a weight above 0 (see
+            O(services[].allow_no_backends)).
           - Same address family as O(services[].vip).
+          - Optional when O(services[].backend_group) is set.
         type: list
         elements: dict
-        required: true
         suboptions:
           address:
             description: Backend IP address.
@@ -447,7 +492,26 @@ seealso:
 '''
 
 EXAMPLES = r'''
-- name: NAT load balancer for a web service, on the client and the backend side
+# The backends are the hosts of the inventory group "web", each with
+# xdp_lb_backend_ipv4 (and xdp_lb_backend_ipv6 for IPv6 services) in its
+# host_vars; xdp_lb_backend_pool_state: drain (or absent) on a host drains it.
+- name: NAT load balancer whose backends are the inventory group web
+  netfleet.xdp_lb.xdp_lb:
+    name: web
+    interfaces: [eth0, eth1]
+    mode: nat
+    services:
+      - vip: 198.18.0.10
+        port: 80
+        backend_group: web
+        backend_port: 8080
+      - vip: "fd00:18::10"
+        port: 80
+        backend_group: web
+        backends:   # literal entries and a group together
+          - address: "fd00:18::2:99"
+
+- name: NAT load balancer for a web service, literal backends
   netfleet.xdp_lb.xdp_lb:
     name: web
     interfaces: [eth0, eth1]
@@ -624,9 +688,21 @@ services:
       description: Short digest of the service's lookup table content.
       type: str
     backends:
-      description: Backends with C(address), C(port), C(weight) and the stable C(id).
+      description: Backends with C(address), C(port), C(weight), the stable C(id) and, for backends of an
+        inventory group, the inventory C(host).
       type: list
       elements: dict
+backend_changes:
+  description:
+    - Backends that join, leave or change weight (C(change) is C(join), C(leave) or C(weight)), by
+      C(service), inventory C(host) (null if no host of the inventory has that address), C(address),
+      C(port), C(backend) (the address and port as text), C(weight) and C(weight_before).
+    - Only for tasks with a O(services[].backend_group), in diff mode (also with check mode).
+  returned: when a service uses backend_group and diff mode is on
+  type: list
+  elements: dict
+  sample: [{change: join, service: tcp/198.18.100.1:80, host: web-3, address: 198.18.20.13, port: 80,
+            backend: "198.18.20.13:80", weight: 100}]
 nat_source_ipv4:
   description: NAT source address used for IPv4 backends (configured or detected), null if unused.
   returned: when O(state=present)

@@ -339,7 +339,11 @@ class Engine:
         for fam in cfg.families():
             value = getattr(cfg, "nat_source_ipv%d" % fam)
             if value is None:
-                svc = [s for s in cfg.services if s.family == fam][0]
+                # allow_no_backends: a service may have none; the first that has one
+                with_backends = [s for s in cfg.services if s.family == fam and s.backends]
+                if not with_backends:
+                    continue
+                svc = with_backends[0]
                 first = svc.backends[0].address
                 value = netlink.source_address(first)
                 if value is None:

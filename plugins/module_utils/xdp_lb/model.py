@@ -40,8 +40,10 @@ MAX_SERVICES_LIMIT = 1024
 MAX_BACKENDS_LIMIT = 1 << 20
 CT_SIZE_LIMIT = 1 << 24
 
-SERVICE_KEYS = ("vip", "port", "protocol", "scheduler", "backends")
+SERVICE_KEYS = ("vip", "port", "protocol", "scheduler", "backends", "allow_no_backends")
 BACKEND_KEYS = ("address", "weight", "port")
+# Service keys the action plugin resolves from the inventory (plugin_utils/inventory_backends.py).
+INVENTORY_KEYS = ("backend_group", "backend_port", "backend_weight", "backend_use_ansible_host")
 
 # Interface names: what the kernel accepts (dev_valid_name), at most 15 bytes.
 _IFNAME = re.compile(r"^[^/\s:]{1,15}$")
@@ -91,11 +93,12 @@ class Backend:
 
 
 class Service:
-    __slots__ = ("vip", "family", "port", "protocol", "scheduler", "backends")
+    __slots__ = ("vip", "family", "port", "protocol", "scheduler", "backends", "allow_no_backends")
 
-    def __init__(self, vip, family, port, protocol, scheduler, backends):
+    def __init__(self, vip, family, port, protocol, scheduler, backends, allow_no_backends=False):
         self.vip, self.family, self.port = vip, family, port
         self.protocol, self.scheduler, self.backends = protocol, scheduler, backends
+        self.allow_no_backends = allow_no_backends
 
     @property
     def key(self):
@@ -104,9 +107,12 @@ class Service:
         return "%s/%s:%d" % (self.protocol, host, self.port)
 
     def to_dict(self):
-        return {"vip": self.vip, "port": self.port, "protocol": self.protocol,
-                "scheduler": self.scheduler,
-                "backends": [b.to_dict() for b in self.backends]}
+        out = {"vip": self.vip, "port": self.port, "protocol": self.protocol,
+               "scheduler": self.scheduler,
+               "backends": [b.to_dict() for b in self.backends]}
+        if self.allow_no_backends:   # only when set: older state files stay identical
+            out["allow_no_backends"] = True
+        return out
 
     def __eq__(self, other):
         return isinstance(other, Service) and self.to_dict() == other.to_dict()
@@ -291,6 +297,11 @@ def _backend(path, data, svc_family, svc_port, mode):
 def _service(path, data, mode):
     if not isinstance(data, dict):
         raise ConfigError(path, data, "is not a mapping (vip, port, protocol, scheduler, backends)")
+    for key in INVENTORY_KEYS:
+        if key in data:
+            raise ConfigError("%s.%s" % (path, key), data[key],
+                              "is resolved from the inventory by the xdp_lb action plugin, which did not "
+                              "run (call the module as netfleet.xdp_lb.xdp_lb, not through another action)")
     _unknown(path, data, SERVICE_KEYS)
     for req in ("vip", "port"):
         if data.get(req) is None:
@@ -315,9 +326,19 @@ def _service(path, data, mode):
                               "duplicates %s.backends[%d]" % (path, seen[b.key]))
         seen[b.key] = j
         backends.append(b)
-    if not backends and mode in ("nat", "dsr"):
-        raise ConfigError(path + ".backends", [], "is empty: %s mode needs at least one backend" % mode)
-    return Service(vip, family, port, protocol, scheduler, backends)
+    allow = data.get("allow_no_backends")
+    allow = False if allow is None else _bool(path + ".allow_no_backends", allow)
+    if not allow and mode in ("nat", "dsr"):
+        key = Service(vip, family, port, protocol, scheduler, []).key
+        if not backends:
+            raise ConfigError(path + ".backends", [], "is empty: service %s has no backend (%s mode needs at "
+                              "least one; set allow_no_backends: true to allow a service that serves "
+                              "nothing)" % (key, mode))
+        if not any(b.weight > 0 for b in backends):
+            raise ConfigError(path + ".backends", "[%d backends, all weight 0]" % len(backends),
+                              "leave service %s without a usable backend (it would serve nothing); give "
+                              "one a weight above 0, or set allow_no_backends: true" % key)
+    return Service(vip, family, port, protocol, scheduler, backends, allow)
 
 
 def validate(params):

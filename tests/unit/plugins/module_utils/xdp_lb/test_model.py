@@ -88,11 +88,12 @@ def test_roundtrip_through_dict():
 
 
 def test_roundtrip_dsr():
-    cfg = validate(base(mode="dsr", services=[{"vip": "198.18.0.10", "port": 80, "backends": [
-        {"address": "198.18.1.1", "weight": 0}]}]))
+    cfg = validate(base(mode="dsr", services=[{"vip": "198.18.0.10", "port": 80, "allow_no_backends": True,
+                                               "backends": [{"address": "198.18.1.1", "weight": 0}]}]))
     again = Config.from_dict(copy.deepcopy(cfg.to_dict()))
     assert again.to_dict() == cfg.to_dict()
     assert again.services[0].backends[0].port == 0
+    assert again.services[0].allow_no_backends is True
 
 
 def test_absent_needs_only_a_name():
@@ -149,13 +150,18 @@ def svc(**over):
     (base(services=[svc(protocol="sctp")]), "services[0].protocol: sctp is not one of tcp, udp"),
     (base(services=[svc(scheduler="rr")]), "services[0].scheduler: rr is not one of ip_hash, five_tuple, maglev"),
     (base(services=[svc(colour="blue")]), "services[0]: colour is not a known key (known: vip, port, protocol, "
-                                          "scheduler, backends)"),
+                                          "scheduler, backends, allow_no_backends)"),
     (base(services=[svc(), svc()]), "services[1]: tcp/198.18.0.10:80 duplicates services[0]"),
     (base(services=[svc(), svc(vip="198.18.0.010".replace("010", "10"))]),
      "services[1]: tcp/198.18.0.10:80 duplicates services[0]"),
-    (base(services=[svc(backends=[])]), "services[0].backends: [] is empty: nat mode needs at least one backend"),
+    (base(services=[svc(backends=[])]), "services[0].backends: [] is empty: service tcp/198.18.0.10:80 has no "
+                                        "backend (nat mode needs at least one; set allow_no_backends: true"),
     (base(mode="dsr", services=[svc(backends=None)]),
-     "services[0].backends: [] is empty: dsr mode needs at least one backend"),
+     "services[0].backends: [] is empty: service tcp/198.18.0.10:80 has no backend (dsr mode needs"),
+    (base(services=[svc(backends=[{"address": "198.18.1.1", "weight": 0}, {"address": "198.18.1.2", "weight": 0}])]),
+     "services[0].backends: [2 backends, all weight 0] leave service tcp/198.18.0.10:80 without a usable "
+     "backend (it would serve nothing); give one a weight above 0, or set allow_no_backends: true"),
+    (base(services=[svc(allow_no_backends="maybe")]), "services[0].allow_no_backends: maybe is not a boolean"),
     (base(services=[svc(backends="198.18.1.1")]), "services[0].backends: 198.18.1.1 is not a list"),
     (base(services=[svc(max_services=3)]), "services[0]: max_services is not a known key"),
     # backends
@@ -215,6 +221,17 @@ def svc(**over):
 ])
 def test_errors(params, message):
     assert message in error_of(params)
+
+
+def test_allow_no_backends():
+    """The one explicit option that allows a service without a usable backend."""
+    cfg = validate(base(services=[svc(backends=[], allow_no_backends=True),
+                                  svc(port=81, backends=[{"address": "198.18.1.1", "weight": 0}],
+                                      allow_no_backends=True)]))
+    assert [s.allow_no_backends for s in cfg.services] == [True, True]
+    assert cfg.services[0].backends == [] and cfg.services[0].to_dict()["allow_no_backends"] is True
+    # not set: not in the state file's record (older state files stay identical)
+    assert "allow_no_backends" not in validate(base()).services[0].to_dict()
 
 
 def test_error_carries_path_and_value():
