@@ -411,7 +411,12 @@ class Engine:
         # configured weights.  A ring whose inputs (effective weights, ids,
         # scheduler, size) are those recorded, and whose live copy is still
         # the recorded one, is taken from the maps instead of being built.
-        down = health.drained(cfg.state_dir, cfg.name)
+        # Only while health checks are on: the status file of a checker that
+        # is turned off is never applied, and goes (stale_status below).
+        down = health.drained(cfg.state_dir, cfg.name) if cfg.health_checks else frozenset()
+        stale_status = health.status_path(cfg.state_dir, cfg.name)
+        if cfg.health_checks or not os.path.exists(stale_status):
+            stale_status = None
         rings, ring_record, built = maps.service_rings(
             [health.effective(s, down) for s in cfg.services], sids, bids, cfg.ring_size, live,
             prev.get("rings"))
@@ -482,6 +487,8 @@ class Engine:
             self.changes.append("managed neighbour %s on %s" % (address, ifname))
         for address, _idx, ifname in neigh_drop:
             self.changes.append("remove managed neighbour %s on %s" % (address, ifname))
+        if stale_status:
+            self.changes.append("remove health status %s (health checks are off)" % stale_status)
         changed = bool(self.changes)
 
         services_after = describe_config(cfg, sids, bids, rings, digests)
@@ -529,6 +536,8 @@ class Engine:
         program = self._apply(ipr, ifindex, attached, dropped, b, pinned, mapset, ops, need_load, resize,
                               live, want, neigh_add, neigh_drop)
         state.save(cfg.state_file, record(program))
+        if stale_status:
+            health.remove_status(cfg.state_dir, cfg.name)
         final = pinned_program(cfg.pin_dir)
         try:
             result.update(self._report(ifindex, final, maps.MapSet(cfg.pin_dir), b, need_load))
@@ -733,6 +742,8 @@ class Engine:
                         changes.append("remove pins in %s" % pin_dir)
                     if os.path.exists(cfg.state_file):
                         changes.append("remove state file %s" % cfg.state_file)
+                    if os.path.exists(health.status_path(cfg.state_dir, cfg.name)):
+                        changes.append("remove health status %s" % health.status_path(cfg.state_dir, cfg.name))
                     result = {"changed": bool(changes), "name": cfg.name, "state": "absent", "pin_dir": pin_dir,
                               "state_file": cfg.state_file, "changes": changes, "warnings": self.warnings}
                     if self.want_diff:
@@ -752,6 +763,7 @@ class Engine:
                 _close(pinned["fd"] if pinned else None)
             remove_pins(pin_dir)
             state.remove(cfg.state_file)
+            health.remove_status(cfg.state_dir, cfg.name)
             return result
 
 

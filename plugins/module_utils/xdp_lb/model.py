@@ -125,7 +125,7 @@ class Config:
     FIELDS = ("name", "state", "interfaces", "mode", "attach_mode", "redirect_interfaces",
               "redirect_algorithm", "nat_source_ipv4", "nat_source_ipv6", "nat_port_min",
               "nat_port_max", "ring_size", "max_services", "max_backends", "conntrack_size",
-              "debug", "clang", "netns", "source", "pin_dir", "state_dir", "build_dir")
+              "debug", "clang", "netns", "source", "pin_dir", "state_dir", "build_dir", "health_checks")
 
     def __init__(self, **kw):
         for field in self.FIELDS:
@@ -167,6 +167,9 @@ class Config:
     def from_dict(cls, data):
         """Re-validate a dict produced by to_dict (e.g. read from a state file)."""
         params = dict(data)
+        # State files written before health_checks existed: the status file
+        # applied then (health.enabled reads them the same way).
+        params.setdefault("health_checks", True)
         return validate(params)
 
 
@@ -380,6 +383,10 @@ def validate(params):
     cfg.source = None if p.get("source") is None else _abspath("source", p["source"])
     cfg.clang = _str("clang", p.get("clang") or DEFAULT_CLANG)
     cfg.debug = _bool("debug", p.get("debug") if p.get("debug") is not None else False)
+    # Whether a health checker runs for the instance: only then does its
+    # status file (health.py) drain backends.
+    cfg.health_checks = _bool("health_checks", p.get("health_checks") if p.get("health_checks") is not None
+                              else False)
 
     cfg.mode = _choice("mode", p.get("mode") or "nat", MODES)
     cfg.attach_mode = _choice("attach_mode", p.get("attach_mode") or "native", ATTACH_MODES)
