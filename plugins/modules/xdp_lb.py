@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -506,11 +507,10 @@ notes:
     Linux 5.16 and later), so the kernel keeps it resolved even without traffic. Without a
     resolved neighbour, packets go to the kernel untouched. The module warns if it cannot create
     such an entry. It leaves C(PERMANENT) and C(NOARP) entries alone.
+  - The data-plane contract, map layout, apply order and the kernel versions each feature needs
+    are in C(docs/design.md) of the collection.
 seealso:
   - module: netfleet.xdp_lb.xdp_lb_info
-  - name: Design of netfleet.xdp_lb
-    description: Data-plane contract, map layout and apply order (docs/design.md in the collection).
-    link: https://example.invalid/netfleet/xdp_lb/docs/design.md
 '''
 
 EXAMPLES = r'''
