@@ -856,7 +856,9 @@ def main():
         manifest, report, plan, differing = host_setup_start(module, host)
     deps.fail_if_missing(module, missing_required_lib)
 
-    params = dict((k, v) for k, v in module.params.items() if not k.startswith('_') and k != 'host_setup')
+    # The options by their canonical names: module.params also holds each
+    # alias given (interface), which AnsibleModule has already resolved.
+    params = dict((k, module.params[k]) for k in ARGUMENT_SPEC if not k.startswith('_') and k != 'host_setup')
     try:
         cfg = model.validate(params)
     except model.ConfigError as exc:
