@@ -92,9 +92,8 @@ def doc_blocks():
 
 
 def kind(data):
-    if isinstance(data, list) and data and all(isinstance(p, dict) and ("hosts" in p or "import_playbook" in p
-                                                                      or "ansible.builtin.import_playbook" in p)
-                                               for p in data):
+    play_keys = ("hosts", "import_playbook", "ansible.builtin.import_playbook")
+    if isinstance(data, list) and data and all(isinstance(p, dict) and any(k in p for k in play_keys) for p in data):
         return "playbook"
     if isinstance(data, dict) and data and ("all" in data or all(
             isinstance(v, dict) and ("hosts" in v or "children" in v) for v in data.values())):
@@ -128,7 +127,7 @@ def ansible(args, tmp_path):
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"), ANSIBLE_RETRY_FILES_ENABLED="0")
     return subprocess.run([os.path.join(BIN, args[0])] + args[1:], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=300)
+                          cwd=ROOT, timeout=300, check=False)
 
 
 def validation_play(hosts, role, play_vars=None, dump=None):

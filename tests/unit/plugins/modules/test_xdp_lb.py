@@ -63,10 +63,10 @@ def test_alias_interface_reaches_validation_as_interfaces(dirs):
 def test_alias_interface_in_the_documented_dsr_example(dirs, tmp_path):
     """The EXAMPLES' dsr task (interface: eth0) passes validation; it stops only
     where the host is needed (bpffs), not at 'mutually exclusive'."""
+    services = [{"vip": "fd00:18::53", "port": 53, "protocol": "udp", "scheduler": "ip_hash",
+                 "backends": [{"address": "fd00:18::1:1"}, {"address": "fd00:18::1:2"}]}]
     out = run_module(xdp_lb.main, dict(dirs, name="dns", interface="eth0", mode="dsr", pin_dir=str(tmp_path / "pins"),
-                                  services=[{"vip": "fd00:18::53", "port": 53, "protocol": "udp",
-                                             "scheduler": "ip_hash",
-                                             "backends": [{"address": "fd00:18::1:1"}, {"address": "fd00:18::1:2"}]}]))
+                                       services=services))
     assert "mutually exclusive" not in out.result["msg"]
     assert out.result["msg"].startswith("pin_dir %s is not on bpffs" % (tmp_path / "pins"))
     assert out.params["interfaces"] == ["eth0"]
