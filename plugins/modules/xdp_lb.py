@@ -992,7 +992,9 @@ def main():
     systemd = host is not None and report['os']['service_mgr'] == 'systemd' and not module.check_mode
     deps.fail_if_missing(module, missing_required_lib)
 
-    params = dict((k, v) for k, v in module.params.items() if not k.startswith('_') and k != 'host_setup')
+    # The options by their canonical names: module.params also holds each
+    # alias given (interface), which AnsibleModule has already resolved.
+    params = dict((k, module.params[k]) for k in ARGUMENT_SPEC if not k.startswith('_') and k != 'host_setup')
     try:
         cfg = model.validate(params)
     except model.ConfigError as exc:

@@ -144,6 +144,11 @@ def main():
         ),
         supports_check_mode=True,
     )
+    if module.params['name'] is not None:
+        try:
+            model.check_name(module.params['name'])
+        except model.ConfigError as exc:
+            module.fail_json(msg=str(exc), field=exc.path)
     deps.fail_if_missing(module, missing_required_lib)
     instances = engine.info(module.params['state_dir'], module.params['name'])
     module.exit_json(changed=False, instances=instances)

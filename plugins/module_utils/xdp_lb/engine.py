@@ -386,11 +386,12 @@ class Engine:
 
         # what is attached where
         attached = dict((name, netlink.xdp_query(ifindex[name])) for name in cfg.interfaces)
-        for name, a in attached.items():
+        for i, name in enumerate(cfg.interfaces):
+            a = attached[name]
             if a["prog_id"] and a["prog_id"] not in ours:
-                raise EngineError("interface %s already has an XDP program (id %d, %s) that instance %s does "
-                                  "not manage; detach it first (ip link set dev %s xdp off) or pick another "
-                                  "interface" % (name, a["prog_id"], a["mode"], cfg.name, name))
+                raise EngineError("interfaces[%d]: interface %s already has an XDP program (id %d, %s) that "
+                                  "instance %s does not manage; detach it first (ip link set dev %s xdp off) or "
+                                  "pick another interface" % (i, name, a["prog_id"], a["mode"], cfg.name, name))
         gone = [n for n in sorted((prev.get("interfaces") or {})) if n not in cfg.interfaces]
         dropped = [(name, idx, a) for name, idx, a in programs_on(gone) if a["prog_id"] in ours]
 

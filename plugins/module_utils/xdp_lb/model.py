@@ -262,6 +262,14 @@ def is_prime(n):
     return True
 
 
+def check_name(name, path="name"):
+    """An instance name (it names files and bpffs directories), or ConfigError."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(path, name, "is not a valid instance name (letters, digits, '_' and '-', "
+                          "at most 64, starting with a letter or digit)")
+    return name
+
+
 def _unknown(path, data, known):
     extra = sorted(str(k) for k in data if k not in known)
     if extra:
@@ -345,15 +353,12 @@ def _service(path, data, mode):
 def validate(params):
     """Validate module parameters (a dict) and return a Config.
 
-    Keys with value None take their default.  Raises ConfigError.
+    Keys with value None take their default.  Raises ConfigError.  Only
+    canonical option names: AnsibleModule resolves aliases (``interface``)
+    and the module passes the canonical names alone.
     """
     p = dict((k, v) for k, v in params.items() if not k.startswith("_"))
-    _unknown("options", p, Config.FIELDS + ("services", "interface"))
-    if "interface" in p:
-        if p.get("interfaces") not in (None, []) and p.get("interface") is not None:
-            raise ConfigError("interface", p["interface"], "and interfaces are mutually exclusive")
-        if p.get("interface") is not None:
-            p["interfaces"] = p["interface"]
+    _unknown("options", p, Config.FIELDS + ("services",))
     cfg = Config()
     cfg.state = _choice("state", p.get("state") or "present", STATES)
     present = cfg.state == "present"
@@ -364,10 +369,7 @@ def validate(params):
             raise ConfigError("interfaces", p.get("interfaces"), "must name at least one interface (or set name)")
         # the first interface, made safe for file and bpffs names ("eth0.100" -> "eth0_100")
         name = re.sub(r"[^A-Za-z0-9_-]", "_", cfg.interfaces[0])
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError("name", name, "is not a valid instance name (letters, digits, '_' and '-', "
-                          "at most 64, starting with a letter or digit)")
-    cfg.name = name
+    cfg.name = check_name(name)
     if present and not cfg.interfaces:
         raise ConfigError("interfaces", p.get("interfaces"), "must name at least one interface")
     cfg.netns = p.get("netns")
@@ -465,9 +467,10 @@ def validate(params):
                           "are more than max_backends - 1 (%d; id 0 is reserved)" % (cfg.max_backends - 1))
     largest = max([len(s.backends) for s in services] or [0])
     if largest and cfg.ring_size <= RING_FACTOR * largest:
+        index = [len(s.backends) for s in services].index(largest)
         raise ConfigError("ring_size", cfg.ring_size,
-                          "is too small: it must be greater than %d x the largest backend count (%d)"
-                          % (RING_FACTOR, largest))
+                          "is too small: it must be greater than %d x the largest backend count (%d, "
+                          "services[%d])" % (RING_FACTOR, largest, index))
     for fam in (4, 6):
         key = "nat_source_ipv%d" % fam
         if getattr(cfg, key) is not None and (cfg.mode != "nat"):
