@@ -49,6 +49,7 @@ import pytest
 import yaml
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import model
+from ansible_collections.netfleet.xdp_lb.plugins.plugin_utils import inventory_backends
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCS = ["README.md"] + sorted(glob.glob("roles/*/README.md", root_dir=ROOT)) + \
@@ -154,12 +155,48 @@ def in_lab(value, where):
     assert any(ip in net for net in LAB_NETS), "%s: %s is outside 198.18.0.0/15 and fd00::/8" % (where, value)
 
 
-def check_values(role, values, where):
+def resolve_groups(params, where, inventory):
+    """Services with backend_group as the action plugin hands them to the module:
+    resolved from ``inventory`` ((groups, hostvars)), or, for a fragment with no
+    inventory, checked on their literal backends only."""
+    services = params.get("services")
+    if not inventory_backends.uses_groups(services):
+        return
+    if inventory is None:
+        services = [dict((k, v) for k, v in s.items() if k not in inventory_backends.GROUP_KEYS)
+                    if isinstance(s, dict) else s for s in services]
+        for s in services:
+            if isinstance(s, dict) and not s.get("backends"):
+                s["backends"], s["allow_no_backends"] = [], True
+        params["services"] = services
+        return
+    try:
+        params["services"] = inventory_backends.resolve_services(
+            services, inventory[0], inventory[1], params.get("mode", "nat"))[0]
+    except inventory_backends.InventoryBackendError as exc:
+        raise AssertionError("%s: %s" % (where, exc))
+
+
+def inventory_of(listed):
+    """(groups, hostvars) of ``ansible-inventory --list`` output, groups with their children's hosts."""
+    def hosts(group, seen=()):
+        entry = listed.get(group) or {}
+        out = set(entry.get("hosts") or [])
+        for child in entry.get("children") or []:
+            if child not in seen:
+                out |= hosts(child, seen + (group,))
+        return out
+    groups = dict((g, sorted(hosts(g))) for g in listed if g != "_meta")
+    return groups, listed.get("_meta", {}).get("hostvars", {})
+
+
+def check_values(role, values, where, inventory=None):
     """What the role would refuse at run time beyond its argument spec."""
     values = dict((k, v) for k, v in values.items() if v != UNDEFINED)
     if role == "xdp_lb":
         params = dict((k[len("xdp_lb_"):], v) for k, v in values.items()
                       if k[len("xdp_lb_"):] in model.Config.FIELDS + ("services",) and v is not None)
+        resolve_groups(params, where, inventory)
         params.setdefault("interfaces", ["eth0"])       # the role's default is empty: not this check's concern
         params.pop("state", None)
         try:
@@ -223,6 +260,7 @@ def check_inventory(path, where, tmp_path):
     book.write_text(yaml.safe_dump(plays))
     res = ansible(["ansible-playbook", "-i", path, "-c", "local", str(book)], tmp_path)
     assert res.returncode == 0, "%s: argument specs:\n%s%s" % (where, res.stdout, res.stderr)
+    inventory = inventory_of(listed)
     checked = sorted(glob.glob(dump + "-*.json"))
     assert checked, "%s: no host of the inventory is in a group of playbooks/site.yml" % where
     for name in checked:
@@ -230,7 +268,7 @@ def check_inventory(path, where, tmp_path):
         role = "xdp_lb_backend" if base.startswith("xdp_lb_backend-") else "xdp_lb"
         host = base[len(role) + 1:]
         with open(name) as f:
-            check_values(role, json.load(f), "%s, host %s" % (where, host))
+            check_values(role, json.load(f), "%s, host %s" % (where, host), inventory)
     return listed
 
 

@@ -150,7 +150,7 @@ def test_conversion_by_the_argument_spec(dirs):
     ({"services": [svc(scheduler="rr")]}, "services[0].scheduler", "rr is not one of ip_hash, five_tuple, maglev"),
     ({"services": [svc(colour="blue")]}, "services[0]", "colour is not a known key"),
     ({"services": [svc(), svc(port=81), svc(port="80")]}, "services[2]", "tcp/198.18.0.10:80 duplicates services[0]"),
-    ({"services": [svc(backends=[])]}, "services[0].backends", "[] is empty: nat mode needs at least one backend"),
+    ({"services": [svc(backends=[])]}, "services[0].backends", "[] is empty: service tcp/198.18.0.10:80 has no backend"),
     ({"services": [svc(backends="198.18.1.1")]}, "services[0].backends", "198.18.1.1 is not a list"),
     # backends
     ({"services": [svc(), svc(port=81), svc(port=82, backends=[{"address": "198.18.1.x"}])]},
