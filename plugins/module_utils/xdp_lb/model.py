@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Module parameters -> a validated, normalised Config.
 
 Pure: no I/O, no host access.  Every error names the field path and the
@@ -127,8 +128,8 @@ class Config:
     FIELDS = ("name", "state", "interfaces", "mode", "attach_mode", "redirect_interfaces",
               "redirect_algorithm", "nat_source_ipv4", "nat_source_ipv6", "nat_port_min",
               "nat_port_max", "flow_idle_timeout", "ring_size", "max_services", "max_backends",
-              "conntrack_size",
-              "debug", "clang", "netns", "source", "pin_dir", "state_dir", "build_dir")
+              "conntrack_size", "debug", "clang", "netns", "source", "pin_dir", "state_dir", "build_dir",
+              "health_checks")
 
     def __init__(self, **kw):
         for field in self.FIELDS:
@@ -170,6 +171,9 @@ class Config:
     def from_dict(cls, data):
         """Re-validate a dict produced by to_dict (e.g. read from a state file)."""
         params = dict(data)
+        # State files written before health_checks existed: the status file
+        # applied then (health.enabled reads them the same way).
+        params.setdefault("health_checks", True)
         return validate(params)
 
 
@@ -261,6 +265,14 @@ def is_prime(n):
     return True
 
 
+def check_name(name, path="name"):
+    """An instance name (it names files and bpffs directories), or ConfigError."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(path, name, "is not a valid instance name (letters, digits, '_' and '-', "
+                          "at most 64, starting with a letter or digit)")
+    return name
+
+
 def _unknown(path, data, known):
     extra = sorted(str(k) for k in data if k not in known)
     if extra:
@@ -344,15 +356,12 @@ def _service(path, data, mode):
 def validate(params):
     """Validate module parameters (a dict) and return a Config.
 
-    Keys with value None take their default.  Raises ConfigError.
+    Keys with value None take their default.  Raises ConfigError.  Only
+    canonical option names: AnsibleModule resolves aliases (``interface``)
+    and the module passes the canonical names alone.
     """
     p = dict((k, v) for k, v in params.items() if not k.startswith("_"))
-    _unknown("options", p, Config.FIELDS + ("services", "interface"))
-    if "interface" in p:
-        if p.get("interfaces") not in (None, []) and p.get("interface") is not None:
-            raise ConfigError("interface", p["interface"], "and interfaces are mutually exclusive")
-        if p.get("interface") is not None:
-            p["interfaces"] = p["interface"]
+    _unknown("options", p, Config.FIELDS + ("services",))
     cfg = Config()
     cfg.state = _choice("state", p.get("state") or "present", STATES)
     present = cfg.state == "present"
@@ -363,10 +372,7 @@ def validate(params):
             raise ConfigError("interfaces", p.get("interfaces"), "must name at least one interface (or set name)")
         # the first interface, made safe for file and bpffs names ("eth0.100" -> "eth0_100")
         name = re.sub(r"[^A-Za-z0-9_-]", "_", cfg.interfaces[0])
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError("name", name, "is not a valid instance name (letters, digits, '_' and '-', "
-                          "at most 64, starting with a letter or digit)")
-    cfg.name = name
+    cfg.name = check_name(name)
     if present and not cfg.interfaces:
         raise ConfigError("interfaces", p.get("interfaces"), "must name at least one interface")
     cfg.netns = p.get("netns")
@@ -383,6 +389,10 @@ def validate(params):
     cfg.source = None if p.get("source") is None else _abspath("source", p["source"])
     cfg.clang = _str("clang", p.get("clang") or DEFAULT_CLANG)
     cfg.debug = _bool("debug", p.get("debug") if p.get("debug") is not None else False)
+    # Whether a health checker runs for the instance: only then does its
+    # status file (health.py) drain backends.
+    cfg.health_checks = _bool("health_checks", p.get("health_checks") if p.get("health_checks") is not None
+                              else False)
 
     cfg.mode = _choice("mode", p.get("mode") or "nat", MODES)
     cfg.attach_mode = _choice("attach_mode", p.get("attach_mode") or "native", ATTACH_MODES)
@@ -464,9 +474,10 @@ def validate(params):
                           "are more than max_backends - 1 (%d; id 0 is reserved)" % (cfg.max_backends - 1))
     largest = max([len(s.backends) for s in services] or [0])
     if largest and cfg.ring_size <= RING_FACTOR * largest:
+        index = [len(s.backends) for s in services].index(largest)
         raise ConfigError("ring_size", cfg.ring_size,
-                          "is too small: it must be greater than %d x the largest backend count (%d)"
-                          % (RING_FACTOR, largest))
+                          "is too small: it must be greater than %d x the largest backend count (%d, "
+                          "services[%d])" % (RING_FACTOR, largest, index))
     for fam in (4, 6):
         key = "nat_source_ipv%d" % fam
         if getattr(cfg, key) is not None and (cfg.mode != "nat"):

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """model.validate: defaults, normalisation and every error with its message."""
 
 from __future__ import absolute_import, division, print_function
@@ -63,10 +64,9 @@ def test_defaults():
                                   "XDP_LB_RING_SIZE": 65537, "XDP_LB_CT_SIZE": 65536}, **build.host_defines())
 
 
-def test_normalises_addresses_and_alias():
+def test_normalises_addresses():
     params = base(services=[{"vip": "FD00:18:0::10", "port": "443", "backends": [
         {"address": "fd00:18:0:0::1"}]}])
-    params["interface"] = params.pop("interfaces")
     cfg = validate(params)
     assert cfg.interfaces == ["xlbit0"]
     assert cfg.services[0].vip == "fd00:18::10"
@@ -136,6 +136,11 @@ def svc(**over):
     (base(pin_dir="/sys/fs/bpf"), "pin_dir: /sys/fs/bpf must be a directory of its own below the bpffs mount"),
     (base(debug="maybe"), "debug: maybe is not a boolean"),
     (base(unknown_option=1), "options: unknown_option is not a known key"),
+    # aliases are AnsibleModule's business (tests/unit/plugins/modules): validate() takes canonical names
+    (base(interface="xlbit0"), "options: interface is not a known key"),
+    (base(interfaces=["xlbit0", 7]), "interfaces[1]: 7 is not a valid interface name"),
+    (base(mode="redirect", services=[], redirect_interfaces=["xlbit1", "a b"]),
+     "redirect_interfaces[1]: a b is not a valid interface name"),
     # services
     (base(services={"vip": "x"}), "services: {'vip': 'x'} is not a list"),
     (base(services=["198.18.0.10"]), "services[0]: 198.18.0.10 is not a mapping"),
@@ -199,7 +204,7 @@ def svc(**over):
     (base(ring_size=65536), "ring_size: 65536 is not a prime number"),
     (base(ring_size=1), "ring_size: 1 is not a prime from 3 to 16777216"),
     (base(ring_size=101), "ring_size: 101 is too small: it must be greater than 100 x the largest "
-                          "backend count (2)"),
+                          "backend count (2, services[0])"),
     (base(ring_size=199), "ring_size: 199 is too small"),
     (base(max_services=0), "max_services: 0 is not an integer from 1 to 1024"),
     (base(max_services=1), "services: [2 services] are more than max_services (1)"),
