@@ -231,6 +231,19 @@ options:
     description: Highest source port of the NAT port pool (inclusive).
     type: int
     default: 32767
+  flow_idle_timeout:
+    description:
+      - Seconds a UDP flow may be silent and keep its backend (O(mode=nat) and O(mode=dsr)).
+        Its next packet after a longer silence is a new flow, scheduled afresh, so it honours
+        the current weights and drains (a client that reuses its source port, such as NTP, a
+        DNS resolver or a NAT gateway, no longer sticks to a drained backend).
+      - V(0) keeps UDP flows on their backend until the connection table needs the room.
+      - TCP does not time out; a SYN without ACK on a known flow is always a new connection,
+        whatever this value.
+      - Written into the data plane's configuration map, so a change needs no recompile and
+        keeps connection tracking.
+    type: int
+    default: 30
   ring_size:
     description:
       - Entries in each service's lookup table. Must be a prime greater than 100 times the largest
@@ -880,6 +893,7 @@ ARGUMENT_SPEC = dict(
     nat_source_ipv6=dict(type='str'),
     nat_port_min=dict(type='int', default=20000),
     nat_port_max=dict(type='int', default=32767),
+    flow_idle_timeout=dict(type='int', default=30),
     ring_size=dict(type='int', default=65537),
     max_services=dict(type='int', default=32),
     max_backends=dict(type='int', default=4096),

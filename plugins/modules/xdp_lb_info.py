@@ -104,7 +104,14 @@ instances:
     services:
       description:
         - Services as the maps hold them. Each has C(service) (C(protocol/vip:port)), C(id),
-          C(scheduler), C(ring_slot), C(ring) (a digest of the live lookup table) and C(backends).
+          C(scheduler), C(ring_slot), C(ring), C(ring_addr_digest) and C(backends).
+        - C(ring) is a short digest of the live lookup table as it is stored, backend ids per
+          slot. Ids depend on a host's history (removed backends free ids that later adds
+          reuse), so two hosts with the same inventory can differ here.
+        - C(ring_addr_digest) is the SHA-256 (hex) of the address-level table, the backend
+          address, port and family per slot (zeros for an empty slot), independent of ids.
+          Hosts that send every flow to the same backend report the same value, so compare it
+          across a fleet to prove identical forwarding.
         - Each backend has C(address), C(port), C(id), C(weight), and C(packets) and C(bytes)
           summed over all CPUs.
       type: list
@@ -127,7 +134,7 @@ instances:
     config:
       description:
         - The live lb_config. It holds C(mode), C(redirect_algorithm), C(redirect_count), the NAT
-          port range and the NAT source addresses.
+          port range, the NAT source addresses and C(flow_idle_timeout).
       type: dict
 '''
 

@@ -292,6 +292,8 @@ class Engine:
         self.want_diff = want_diff
         self.warnings = []
         self.changes = []
+        self.carry = False          # recreated maps: copy the connection tables over
+        self.backend_ids = {}
 
     # -- entry --
     def run(self):
@@ -397,7 +399,13 @@ class Engine:
 
         # maps: reuse, or recreate if the build changes their shape
         resize = mapset.shape_mismatch(sizes) if mapset.any_exists() else []
-        if resize:
+        # recreated maps get the connection tables' entries before the swap
+        self.carry = bool(resize) and maps.migratable(mapset)
+        if resize and self.carry:
+            self.warnings.append("map shapes change (%s): the maps are recreated; established flows "
+                                 "(lb_ct, lb_nat_rev) are carried over, counters start at zero"
+                                 % ", ".join(resize))
+        elif resize:
             self.warnings.append("map sizes change (%s): the maps are recreated, conntrack and counters "
                                  "start empty" % ", ".join(resize))
         live = Tables() if resize or not mapset.exists() else \
@@ -427,6 +435,7 @@ class Engine:
         live_digests = dict((sids[k], v["ring"][:12]) for k, v in ring_record.items() if k not in built)
         want = maps.desired_tables(cfg, sids, bids, live, snat[4], snat[6], tx, rings)
         ops = maps.plan(live, want, cfg.ring_size)
+        self.backend_ids = bids
 
         # program
         prev_hash = (prev.get("build") or {}).get("hash")
@@ -463,7 +472,9 @@ class Engine:
                 "netns": cfg.netns,
                 "config": cfg.to_dict(),
                 "build": {"hash": b.digest, "object": b.obj, "source_dir": b.source_dir,
-                          "defines": sizes},
+                          "defines": sizes, "abi": layout.ABI_VERSION,
+                          "map_shapes": dict((k, list(v)) for k, v in
+                                             sorted(maps.expected_map_shapes(sizes).items()))},
                 "program": program,
                 "ids": {"services": sids, "backends": bids},
                 "rings": ring_record,
@@ -606,6 +617,13 @@ class Engine:
                 done = maps.apply(target, ops)
             except (bpf.BPFError, OSError) as exc:
                 raise EngineError("writing the maps failed (previous content restored): %s" % exc)
+            if target is not mapset and self.carry:
+                # last, so that flows the old program starts meanwhile come along
+                moved = maps.migrate_flows(mapset, target, self.backend_ids,
+                                           maps.dataplane_now(cfg.defines().get("XDP_LB_HZ")))
+                self.warnings.append("carried %d flows and %d NAT reply entries into the new maps "
+                                     "(%d left behind: their backend is gone)"
+                                     % (moved["flows"], moved["nat_flows"], moved["dropped"]))
 
             if need_load:
                 pin_program(new["fd"], staging or cfg.pin_dir)
@@ -876,6 +894,7 @@ def instance_info(data):
                 for s in services:
                     entry = t.service_entry(s["service"])
                     s["ring_slot"] = entry[1]
+                    s["ring_addr_digest"] = maps.ring_addr_digest(t.rings.get(entry[0]), t.backends)
                     for bk in s["backends"]:
                         counters = be_stats.lookup(layout.U32(bk["id"]))
                         bk.update(_sum(counters or []))

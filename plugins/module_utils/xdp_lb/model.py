@@ -33,6 +33,8 @@ REDIRECT_ALGORITHMS = tuple(layout.REDIRECT_ALGOS)
 
 WEIGHT_MAX = 1000
 DEFAULT_WEIGHT = 100
+DEFAULT_FLOW_IDLE_TIMEOUT = 30   # seconds a UDP flow may be silent and keep its backend
+FLOW_IDLE_TIMEOUT_MAX = 86400 * 7
 RING_FACTOR = 100            # ring_size must exceed RING_FACTOR x the largest backend count
 RING_SIZE_MAX = 1 << 24      # keeps lb_ring (2 x max_services rings) addressable and sane
 MAX_SERVICES_LIMIT = 1024
@@ -125,8 +127,9 @@ class Config:
 
     FIELDS = ("name", "state", "interfaces", "mode", "attach_mode", "redirect_interfaces",
               "redirect_algorithm", "nat_source_ipv4", "nat_source_ipv6", "nat_port_min",
-              "nat_port_max", "ring_size", "max_services", "max_backends", "conntrack_size",
-              "debug", "clang", "netns", "source", "pin_dir", "state_dir", "build_dir", "health_checks")
+              "nat_port_max", "flow_idle_timeout", "ring_size", "max_services", "max_backends",
+              "conntrack_size", "debug", "clang", "netns", "source", "pin_dir", "state_dir", "build_dir",
+              "health_checks")
 
     def __init__(self, **kw):
         for field in self.FIELDS:
@@ -414,6 +417,10 @@ def validate(params):
                             else 32767, 1, 65535)
     if cfg.nat_port_min > cfg.nat_port_max:
         raise ConfigError("nat_port_min", cfg.nat_port_min, "is greater than nat_port_max (%d)" % cfg.nat_port_max)
+    cfg.flow_idle_timeout = _int("flow_idle_timeout", p.get("flow_idle_timeout")
+                                 if p.get("flow_idle_timeout") is not None else DEFAULT_FLOW_IDLE_TIMEOUT,
+                                 0, FLOW_IDLE_TIMEOUT_MAX, "a number of seconds from 0 (never) to %d"
+                                 % FLOW_IDLE_TIMEOUT_MAX)
     for fam in (4, 6):
         key = "nat_source_ipv%d" % fam
         value = p.get(key)

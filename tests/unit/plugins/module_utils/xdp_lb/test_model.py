@@ -49,6 +49,7 @@ def test_defaults():
     assert cfg.state_file == "/var/lib/netfleet-xdp-lb/xlbit0.json"
     assert cfg.lock_file == "/var/lib/netfleet-xdp-lb/xlbit0.lock"
     assert (cfg.nat_port_min, cfg.nat_port_max) == (20000, 32767)
+    assert cfg.flow_idle_timeout == 30
     assert cfg.ring_size == layout.DEFAULT_SIZES["XDP_LB_RING_SIZE"]
     assert cfg.max_services == layout.DEFAULT_SIZES["XDP_LB_MAX_SERVICES"]
     assert cfg.max_backends == layout.DEFAULT_SIZES["XDP_LB_MAX_BACKENDS"]
@@ -209,6 +210,8 @@ def svc(**over):
     (base(max_services=1), "services: [2 services] are more than max_services (1)"),
     (base(max_backends=3), "services: [3 backends] are more than max_backends - 1 (2; id 0 is reserved)"),
     (base(conntrack_size=-1), "conntrack_size: -1 is not an integer from 16 to 16777216"),
+    (base(flow_idle_timeout=-1), "flow_idle_timeout: -1 is not a number of seconds from 0 (never) to 604800"),
+    (base(flow_idle_timeout="soon"), "flow_idle_timeout: soon is not a number of seconds from 0 (never) to 604800"),
     # nat
     (base(nat_port_min=0), "nat_port_min: 0 is not an integer from 1 to 65535"),
     (base(nat_port_min=40000, nat_port_max=30000), "nat_port_min: 40000 is greater than nat_port_max (30000)"),
