@@ -119,7 +119,8 @@ class Config:
     FIELDS = ("name", "state", "interfaces", "mode", "attach_mode", "redirect_interfaces",
               "redirect_algorithm", "nat_source_ipv4", "nat_source_ipv6", "nat_port_min",
               "nat_port_max", "ring_size", "max_services", "max_backends", "conntrack_size",
-              "debug", "clang", "netns", "source", "pin_dir", "state_dir", "build_dir")
+              "debug", "clang", "netns", "source", "pin_dir", "state_dir", "build_dir",
+              "preflight", "nat_guard")
 
     def __init__(self, **kw):
         for field in self.FIELDS:
@@ -359,6 +360,8 @@ def validate(params):
     cfg.source = None if p.get("source") is None else _abspath("source", p["source"])
     cfg.clang = _str("clang", p.get("clang") or DEFAULT_CLANG)
     cfg.debug = _bool("debug", p.get("debug") if p.get("debug") is not None else False)
+    cfg.preflight = _bool("preflight", p.get("preflight") if p.get("preflight") is not None else True)
+    cfg.nat_guard = _bool("nat_guard", p.get("nat_guard") if p.get("nat_guard") is not None else True)
 
     cfg.mode = _choice("mode", p.get("mode") or "nat", MODES)
     cfg.attach_mode = _choice("attach_mode", p.get("attach_mode") or "native", ATTACH_MODES)
