@@ -237,7 +237,7 @@ options:
         network namespace) that drops TCP and UDP packets to the NAT source addresses within
         O(nat_port_min)..O(nat_port_max). XDP sees those packets first, so the rule only acts while no
         program is attached (after a reboot until the restore command ran, or during a detach and
-        attach): the kernel then drops the backends' packets instead of answering them with resets.
+        attach), so that the kernel drops the backends' packets instead of answering them with resets.
         The restore command creates it before it attaches the program.
       - Requires C(nft). V(false), or another mode, removes the table.
     type: bool
