@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -143,6 +144,11 @@ def main():
         ),
         supports_check_mode=True,
     )
+    if module.params['name'] is not None:
+        try:
+            model.check_name(module.params['name'])
+        except model.ConfigError as exc:
+            module.fail_json(msg=str(exc), field=exc.path)
     deps.fail_if_missing(module, missing_required_lib)
     instances = engine.info(module.params['state_dir'], module.params['name'])
     module.exit_json(changed=False, instances=instances)

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Plan and apply an instance: build, load, sync maps, attach; or remove it.
 
 ``run(cfg, ...)`` is what the module calls, ``restore(...)`` what boot-time
@@ -344,7 +345,11 @@ class Engine:
         for fam in cfg.families():
             value = getattr(cfg, "nat_source_ipv%d" % fam)
             if value is None:
-                svc = [s for s in cfg.services if s.family == fam][0]
+                # allow_no_backends: a service may have none; the first that has one
+                with_backends = [s for s in cfg.services if s.family == fam and s.backends]
+                if not with_backends:
+                    continue
+                svc = with_backends[0]
                 first = svc.backends[0].address
                 value = netlink.source_address(first)
                 if value is None:
@@ -388,11 +393,12 @@ class Engine:
 
         # what is attached where
         attached = dict((name, netlink.xdp_query(ifindex[name])) for name in cfg.interfaces)
-        for name, a in attached.items():
+        for i, name in enumerate(cfg.interfaces):
+            a = attached[name]
             if a["prog_id"] and a["prog_id"] not in ours:
-                raise EngineError("interface %s already has an XDP program (id %d, %s) that instance %s does "
-                                  "not manage; detach it first (ip link set dev %s xdp off) or pick another "
-                                  "interface" % (name, a["prog_id"], a["mode"], cfg.name, name))
+                raise EngineError("interfaces[%d]: interface %s already has an XDP program (id %d, %s) that "
+                                  "instance %s does not manage; detach it first (ip link set dev %s xdp off) or "
+                                  "pick another interface" % (i, name, a["prog_id"], a["mode"], cfg.name, name))
         gone = [n for n in sorted((prev.get("interfaces") or {})) if n not in cfg.interfaces]
         dropped = [(name, idx, a) for name, idx, a in programs_on(gone) if a["prog_id"] in ours]
 
@@ -414,7 +420,12 @@ class Engine:
         # configured weights.  A ring whose inputs (effective weights, ids,
         # scheduler, size) are those recorded, and whose live copy is still
         # the recorded one, is taken from the maps instead of being built.
-        down = health.drained(cfg.state_dir, cfg.name)
+        # Only while health checks are on: the status file of a checker that
+        # is turned off is never applied, and goes (stale_status below).
+        down = health.drained(cfg.state_dir, cfg.name) if cfg.health_checks else frozenset()
+        stale_status = health.status_path(cfg.state_dir, cfg.name)
+        if cfg.health_checks or not os.path.exists(stale_status):
+            stale_status = None
         rings, ring_record, built = maps.service_rings(
             [health.effective(s, down) for s in cfg.services], sids, bids, cfg.ring_size, live,
             prev.get("rings"))
@@ -501,6 +512,8 @@ class Engine:
             self.changes.append("managed neighbour %s on %s" % (address, ifname))
         for address, _idx, ifname in neigh_drop:
             self.changes.append("remove managed neighbour %s on %s" % (address, ifname))
+        if stale_status:
+            self.changes.append("remove health status %s (health checks are off)" % stale_status)
         changed = bool(self.changes)
 
         services_after = describe_config(cfg, sids, bids, rings, digests)
@@ -555,6 +568,8 @@ class Engine:
         program = self._apply(ipr, ifindex, attached, dropped, b, pinned, mapset, ops, need_load, resize,
                               live, want, neigh_add, neigh_drop)
         state.save(cfg.state_file, record(program))
+        if stale_status:
+            health.remove_status(cfg.state_dir, cfg.name)
         final = pinned_program(cfg.pin_dir)
         try:
             result.update(self._report(ifindex, final, maps.MapSet(cfg.pin_dir), b, need_load))
@@ -779,6 +794,8 @@ class Engine:
                         changes.append("remove pins in %s" % pin_dir)
                     if os.path.exists(cfg.state_file):
                         changes.append("remove state file %s" % cfg.state_file)
+                    if os.path.exists(health.status_path(cfg.state_dir, cfg.name)):
+                        changes.append("remove health status %s" % health.status_path(cfg.state_dir, cfg.name))
                     result = {"changed": bool(changes), "name": cfg.name, "state": "absent", "pin_dir": pin_dir,
                               "state_file": cfg.state_file, "changes": changes, "warnings": self.warnings}
                     if self.want_diff:
@@ -803,6 +820,7 @@ class Engine:
                 _close(pinned["fd"] if pinned else None)
             remove_pins(pin_dir)
             state.remove(cfg.state_file)
+            health.remove_status(cfg.state_dir, cfg.name)
             return result
 
 
