@@ -21,8 +21,23 @@ A probe may list ``answers``: every answer must be one of them and each
 must be seen at least once (e.g. the names of the healthy backends, which
 proves that every one of them serves through this balancer).
 
-Every attempt must succeed.  Prints one JSON object, exits 0 if the gate
-passed, 1 if not, 2 on bad arguments.  ``--netns NAME`` enters the network
+Every attempt must succeed.  Timing, all set by options (rolling.yml
+passes its xdp_lb_gate_* variables):
+
+  --attempts N     requests per probe (30)
+  --timeout S      seconds one request may take (1)
+  --interval S     pause between two requests of a probe (0)
+  --max-errors N   a probe stops after N failed requests (1); any failed
+                   request fails the gate, this only says how many more
+                   are tried for the report
+  --keep-going     run the remaining probes after one failed (default:
+                   stop: the gate has failed anyway)
+
+so a balancer that answers nothing is detected after max-errors x
+(timeout + interval) seconds, and a healthy one passes after attempts x
+(answer time + interval) per probe.  Prints one JSON object (with the
+seconds the gate took), exits 0 if the gate passed, 1 if not, 2 on bad
+arguments.  ``--netns NAME`` enters the network
 namespace /run/netns/NAME first (labs).
 """
 
@@ -37,6 +52,7 @@ import random
 import socket
 import struct
 import sys
+import time
 
 CLONE_NEWNET = 0x40000000
 QTYPES = {"A": 1, "AAAA": 28, "TXT": 16}
@@ -158,10 +174,12 @@ def probe_dns(probe, timeout):
 PROBES = {"tcp": probe_tcp, "http": probe_http, "dns": probe_dns}
 
 
-def run_probe(probe, attempts, timeout, max_errors=3):
+def run_probe(probe, attempts, timeout, max_errors=1, interval=0.0):
     name = "%s %s port %s" % (probe["type"], probe["address"], probe.get("port", 53))
     res = {"probe": name, "attempts": 0, "failed": 0, "answers": {}, "errors": []}
-    for _i in range(attempts):
+    for i in range(attempts):
+        if i and interval:
+            time.sleep(interval)
         res["attempts"] += 1
         try:
             answer = PROBES[probe["type"]](probe, timeout)
@@ -201,8 +219,13 @@ def check(probes):
 def main(argv=None):
     ap = argparse.ArgumentParser(description="netfleet.xdp_lb rolling-deploy traffic gate")
     ap.add_argument("--probes", required=True, help="JSON list of probes")
-    ap.add_argument("--attempts", type=int, default=30)
-    ap.add_argument("--timeout", type=float, default=2.0, help="seconds per attempt")
+    ap.add_argument("--attempts", type=int, default=30, help="requests per probe, each a new flow")
+    ap.add_argument("--timeout", type=float, default=1.0, help="seconds per request")
+    ap.add_argument("--interval", type=float, default=0.0, help="seconds between two requests of a probe")
+    ap.add_argument("--max-errors", type=int, default=1,
+                    help="failed requests after which a probe stops (any failure fails the gate)")
+    ap.add_argument("--keep-going", action="store_true",
+                    help="run the other probes after one failed (default: stop there)")
     ap.add_argument("--netns", help="network namespace to run in (/run/netns/NAME)")
     args = ap.parse_args(argv)
     try:
@@ -210,14 +233,27 @@ def main(argv=None):
         check(probes)
         if args.attempts < 1:
             raise ValueError("--attempts: %d is not a positive number" % args.attempts)
+        if args.max_errors < 1:
+            raise ValueError("--max-errors: %d is not a positive number" % args.max_errors)
+        if not args.timeout > 0:
+            raise ValueError("--timeout: %s is not a positive number of seconds" % args.timeout)
+        if args.interval < 0:
+            raise ValueError("--interval: %s is negative" % args.interval)
     except ValueError as exc:
         print(json.dumps({"ok": False, "msg": str(exc)}))
         return 2
     if args.netns:
         enter_netns(args.netns)
-    results = [run_probe(p, args.attempts, args.timeout) for p in probes]
-    ok = all(r["ok"] for r in results)
-    print(json.dumps({"ok": ok, "netns": args.netns, "probes": results}, sort_keys=True))
+    start = time.monotonic()
+    results = []
+    for p in probes:
+        results.append(run_probe(p, args.attempts, args.timeout, args.max_errors, args.interval))
+        if not results[-1]["ok"] and not args.keep_going:
+            break
+    skipped = [p["type"] + " " + p["address"] for p in probes[len(results):]]
+    ok = all(r["ok"] for r in results) and not skipped
+    print(json.dumps({"ok": ok, "netns": args.netns, "probes": results, "skipped": skipped,
+                      "seconds": round(time.monotonic() - start, 3)}, sort_keys=True))
     return 0 if ok else 1
 
 

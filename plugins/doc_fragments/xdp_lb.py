@@ -27,4 +27,5 @@ requirements:
   - bpffs mounted at C(/sys/fs/bpf).
   - pyroute2 (Debian C(python3-pyroute2)), bcc's Python bindings (C(python3-bpfcc) / C(python3-bcc))
     and libbpf 1.x (C(libbpf.so.1)) for the Python interpreter that runs the module.
+  - nft (nftables) for the NAT guard in nat mode (C(nat_guard), on by default).
 '''

@@ -290,6 +290,30 @@ options:
         before this option existed count as V(true).
     type: bool
     default: false
+  preflight:
+    description:
+      - Before a new program is loaded against the live maps and attached (a new build, first deploy,
+        restore after boot), run it with C(BPF_PROG_TEST_RUN) against scratch copies of the maps filled
+        from this configuration, on synthetic packets for every service and family (a new flow, its
+        second packet, the backend's reply in nat mode, a packet to no service), with the first
+        interface's ifindex so that next hops come from the host's routes and neighbours. Verdicts,
+        addresses, ports, checksums and MACs must match what the configuration and the host say;
+        otherwise the task fails naming the packet, the expected and the actual result, and the
+        running program stays attached. The live maps, NAT ports and counters are not touched.
+      - V(false) skips the check (see docs/operations.md "Pre-flight" for what it costs and catches).
+    type: bool
+    default: true
+  nat_guard:
+    description:
+      - nat mode. Keep an nftables table (C(inet netfleet_xdp_lb_<name>), priority raw, in the instance's
+        network namespace) that drops TCP and UDP packets to the NAT source addresses within
+        O(nat_port_min)..O(nat_port_max). XDP sees those packets first, so the rule only acts while no
+        program is attached (after a reboot until the restore command ran, or during a detach and
+        attach), so that the kernel drops the backends' packets instead of answering them with resets.
+        The restore command creates it before it attaches the program.
+      - Requires C(nft). V(false), or another mode, removes the table.
+    type: bool
+    default: true
   netns:
     description:
       - Name of a network namespace under C(/var/run/netns) to work in.
@@ -698,6 +722,19 @@ program:
     loaded:
       description: Whether this task loaded a new program.
       type: bool
+preflight:
+  description: What the pre-flight check of a newly loaded program ran (see O(preflight)).
+  returned: when a new program was loaded with O(preflight=true)
+  type: dict
+  contains:
+    cases:
+      description: Synthetic packets run and checked.
+      type: int
+      sample: 8
+    seconds:
+      description: Time the check took (scratch load, map fill, test runs).
+      type: float
+      sample: 0.21
 maps:
   description: Kernel ids of the pinned maps by name. An upgrade keeps them.
   returned: when O(state=present)
@@ -901,6 +938,8 @@ ARGUMENT_SPEC = dict(
     debug=dict(type='bool', default=False),
     clang=dict(type='str', default='clang'),
     health_checks=dict(type='bool', default=False),
+    preflight=dict(type='bool', default=True),
+    nat_guard=dict(type='bool', default=True),
     netns=dict(type='str'),
     source=dict(type='path'),
     pin_dir=dict(type='path'),

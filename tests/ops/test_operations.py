@@ -4,10 +4,11 @@ One netns lab (scripts/lab/lab.sh via playbooks/lab.yml; prefix ``xlbo-``,
 management net 198.19.30.0/24, four backends), a UDP and TCP echo server on
 port 7777 of every backend (echo_server.py), the balancer deployed with
 ``ansible-playbook -i <lab inventory> site.yml`` in nat mode with Maglev on
-198.18.100.1:7777 (UDP and TCP, backends be1..be3).  Then, while
-traffic.py runs in the client namespace (2,000 UDP datagrams per second
-over 64 flows, 16 long-lived TCP connections pinged every 0.2 s), one
-playbook run per step:
+198.18.100.1:7777 and [fd00:18:100::1]:7777 (UDP and TCP, backends be1..be3
+by their IPv4 and IPv6 addresses).  Then, while traffic.py runs in the
+client namespace (2,000 UDP datagrams per second over 64 flows, half of
+them IPv6; 25 long-lived TCP connections per family, 50 in all, each
+sending every 10 ms), one playbook run per step:
 
   upgrade   a changed data-plane source (xdp_lb_source), new build swapped in
   add       be4 joins
@@ -15,6 +16,8 @@ playbook run per step:
   drain     be2 gets weight 0
   rerun     the same inventory again (changed=0)
   reboot    detach, remove the pins, run the restore unit's ExecStart command
+            (the NAT guard stays, as it does between a detach and an attach:
+            no TCP reset or ICMP unreachable may leave the balancer)
   restored  traffic after the restore
 
 and the traffic tool's books are closed per step.  The measured table is
@@ -40,13 +43,19 @@ PREFIX = "xlbo-"
 MGMT = "198.19.30"
 NBACKENDS = 4
 VIP = "198.18.100.1"
+VIP6 = "fd00:18:100::1"
 PORT = 7777
+TCP_PER_VIP = 25
+PING_INTERVAL = 0.01
 RATE = int(os.environ.get("XDP_LB_OPS_RATE", "2000"))
 # The change steps run site.yml with the role's host preparation (bpffs,
 # sysctls, restore unit; done by the first deploy, none of it touches the
 # data plane) turned off: on a loaded 2-core machine the full role takes
 # over a minute per run.  XDP_LB_OPS_FULL_ROLE=1 runs the whole role every time.
 FULL_ROLE = os.environ.get("XDP_LB_OPS_FULL_ROLE", "0") == "1"
+# XDP_LB_OPS_NAT_GUARD=0 deploys without the NAT guard, to measure what it
+# prevents (the reboot step then only reports the balancer's resets).
+NAT_GUARD = os.environ.get("XDP_LB_OPS_NAT_GUARD", "1") == "1"
 INVENTORY = os.path.join(LAB_DIR, "inventory.yml")
 STATE_DIR = os.path.join(LAB_DIR, "host", "var", "lib", "netfleet-xdp-lb")
 UNIT = os.path.join(LAB_DIR, "host", "etc", "systemd", "system", "netfleet-xdp-lb-restore.service")
@@ -87,13 +96,21 @@ def backend(n, weight=100):
     return {"address": "198.18.1.%d" % (10 + n), "weight": weight}
 
 
+def v6(b):
+    """The IPv6 address of backend ``b`` (198.18.1.N -> fd00:18:1::N)."""
+    return "fd00:18:1::%s" % b["address"].rsplit(".", 1)[1]
+
+
 def write_vars(step, backends, source=None, prepare=True):
     """Extra vars of one step: the echo services on udp and tcp 7777, both Maglev."""
     data = {
         # the lab host has the packages (scripts/install-deps.sh)
         "xdp_lb_install_packages": False,
-        "xdp_lb_services": [{"vip": VIP, "port": PORT, "protocol": proto, "scheduler": "maglev",
-                             "backends": backends} for proto in ("udp", "tcp")],
+        "xdp_lb_nat_guard": NAT_GUARD,
+        "xdp_lb_services": [{"vip": vip, "port": PORT, "protocol": proto, "scheduler": "maglev",
+                             "backends": [dict(b, address=addr(b)) for b in backends]}
+                            for vip, addr in ((VIP, lambda b: b["address"]), (VIP6, v6))
+                            for proto in ("udp", "tcp")],
     }
     if not prepare and not FULL_ROLE:
         data.update({"xdp_lb_manage_bpffs": False, "xdp_lb_manage_sysctl": False, "xdp_lb_restore_unit": False})
@@ -154,6 +171,25 @@ class Lab:
         assert argv, "no ExecStart in %s" % UNIT
         return argv, env
 
+    def kernel_answers(self):
+        """What the balancer's kernel sent back itself: TCP resets, ICMP(v6) unreachables, and
+        the NAT guard's drops (its nft counters)."""
+        snmp = self.on_lb(["cat", "/proc/net/snmp", "/proc/net/snmp6"]).stdout.decode()
+        rows, out = {}, {}
+        for line in snmp.splitlines():
+            words = line.split()
+            if words and words[0].endswith(":"):
+                rows.setdefault(words[0], []).append(words[1:])
+            elif len(words) == 2:
+                out[words[0]] = int(words[1])
+        tcp = dict(zip(rows["Tcp:"][0], rows["Tcp:"][1]))
+        icmp = dict(zip(rows["Icmp:"][0], rows["Icmp:"][1]))
+        nft = self.on_lb(["nft", "list", "table", "inet", "netfleet_xdp_lb_default"], check=False)
+        drops = sum(int(n) for n in re.findall(r"counter packets (\d+)", nft.stdout.decode())) \
+            if nft.returncode == 0 else None
+        return {"tcp_out_rsts": int(tcp["OutRsts"]), "icmp_out_unreach": int(icmp["OutDestUnreachs"]),
+                "icmp6_out_unreach": out.get("Icmp6OutDestUnreachs", 0), "guard_drops": drops}
+
     def status(self):
         """`cli status` of the instance on the balancer (JSON), through the unit's engine."""
         argv, env = self.unit_command()
@@ -165,8 +201,8 @@ class Lab:
     def start_traffic(self):
         self.traffic = subprocess.Popen(
             ["ip", "netns", "exec", "%sclient" % PREFIX, "/usr/bin/python3", os.path.join(HERE, "traffic.py"),
-             "--vip", VIP, "--port", str(PORT), "--tcp-port", str(PORT), "--rate", str(RATE),
-             "--max-seconds", "420"],
+             "--vip", VIP, "--vip", VIP6, "--port", str(PORT), "--tcp-port", str(PORT), "--rate", str(RATE),
+             "--tcp", str(TCP_PER_VIP), "--ping-interval", str(PING_INTERVAL), "--max-seconds", "420"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(os.path.join(OUT, "traffic.err"), "w"),
             universal_newlines=True, bufsize=1)
         threading.Thread(target=self._reader, daemon=True).start()
@@ -301,6 +337,8 @@ def test_changes_under_traffic(lab):
     # reboot: what a reboot loses (attachments, pins), then the unit's command
     lab.phase("reboot")
     ring_before = lab.status()
+    answers_before = lab.kernel_answers()
+    assert (answers_before["guard_drops"] is not None) == NAT_GUARD, answers_before
     lab.on_lb(["ip", "link", "set", "dev", "front0", "xdp", "off"])
     lab.on_lb(["ip", "link", "set", "dev", "back0", "xdp", "off"])
     lab.on_lb(["rm", "-rf", PIN_DIR])
@@ -311,6 +349,7 @@ def test_changes_under_traffic(lab):
     assert restore["default"]["changed"] and not restore["default"].get("failed"), restore
     ring_after = lab.status()
     time.sleep(1.0)
+    answers_after = lab.kernel_answers()
     lab.phase("restored")
     time.sleep(3.0)
     report = lab.stop_traffic()
@@ -321,10 +360,12 @@ def test_changes_under_traffic(lab):
              "build: deploy %s, upgrade %s; program id %s -> %s" % (
                  before["build"], after_upgrade["build"], before["program"]["id"], after_upgrade["program"]["id"]),
              "rings before reboot: %s" % dict((s["service"], s["ring"]) for s in ring_before["services"]),
-             "rings after restore: %s" % dict((s["service"], s["ring"]) for s in ring_after["services"])]
+             "rings after restore: %s" % dict((s["service"], s["ring"]) for s in ring_after["services"]),
+             "balancer kernel across the reboot: before %s, after %s" % (answers_before, answers_after)]
     text = _print_table(rows, extra)
     with open(os.path.join(OUT, "operations.json"), "w") as f:
         json.dump({"rate": RATE, "rows": rows, "playbook_seconds": seconds, "changed": changed,
+                   "kernel_answers": {"before_reboot": answers_before, "after_restore": answers_after},
                    "report": report}, f, indent=1, sort_keys=True)
     with open(os.path.join(OUT, "operations.txt"), "w") as f:
         f.write(text + "\n")
@@ -333,7 +374,7 @@ def test_changes_under_traffic(lab):
         """No datagram lost, no flow moved, every TCP connection alive, new flows served."""
         assert r["sent"] > RATE, r            # the step really ran under traffic
         assert (r["lost"], r["moved_flows"]) == (0, 0), r
-        assert r["tcp_survived"] == r["tcp_open"] == 16, r
+        assert r["tcp_survived"] == r["tcp_open"] == 2 * TCP_PER_VIP, r
         assert r["probe_failures"] == 0, r
 
     # a. upgrade: a new build, swapped in
@@ -367,6 +408,13 @@ def test_changes_under_traffic(lab):
     assert _services(ring_after) == _services(ring_before)
     assert ring_after["build"] == ring_before["build"]
     assert ring_after["program"]["id"] != ring_before["program"]["id"]
+    # no reset from the balancer's kernel while nothing was attached: the NAT guard dropped
+    # the backends' packets to the NAT ports instead
+    # (ICMP unreachables are recorded, not asserted: clients' packets to the VIP, which no
+    # address of the balancer holds, get "no route" from it while nothing is attached)
+    if NAT_GUARD:
+        assert answers_after["tcp_out_rsts"] == answers_before["tcp_out_rsts"], (answers_before, answers_after)
+        assert answers_after["guard_drops"] > answers_before["guard_drops"], (answers_before, answers_after)
     f = by["restored"]
     assert f["lost"] == 0 and f["probe_failures"] == 0, f
     assert "be2" not in f["probes"] and "be3" not in f["probes"], f

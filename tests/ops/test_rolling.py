@@ -15,6 +15,15 @@ in front of three backends (nginx, dnsmasq, answering "beN").  Then:
 3. a rolling deploy adding a backend nothing answers for: the canary
    applies it, its gate fails, it gets its previous maps back (read from
    its live maps) and the play stops;
+4. a rolling deploy of a data plane the verifier accepts but that drops
+   every packet: pre-flight refuses it on the canary before it is attached
+   (the task names the packet, the expected and the actual verdict), the
+   play stops, nothing changed anywhere;
+5. the same data plane with pre-flight turned off (xdp_lb_preflight:
+   false): only the traffic gate stands between it and the clients; it
+   fails, the canary is rolled back; a DNS query every 10 ms from the
+   canary's client measures the outage (written to
+   build/ops/rolling/outage.json and docs/operations.md);
 after each step every balancer still serves: requests from its client
 through it are all answered, by all three backends.
 """
@@ -23,8 +32,10 @@ from __future__ import absolute_import, division, print_function
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -158,6 +169,41 @@ def broken_source(tmp):
     return str(d)
 
 
+def dropping_source(tmp):
+    """The collection's data plane whose entry drops every packet that has an ingress
+    interface (all of them): the verifier accepts it."""
+    d = tmp / "dropping-src"
+    d.mkdir()
+    shutil.copy(os.path.join(ROOT, "files", "xdp_lb.h"), str(d / "xdp_lb.h"))
+    with open(os.path.join(ROOT, "files", "xdp_loadbalancer.c")) as f:
+        text = f.read()
+    entry = "int xdp_lb(struct xdp_md *ctx)\n{\n"
+    assert entry in text
+    text = text.replace(entry, entry + "\tif (ctx->ingress_ifindex)\n\t\treturn XDP_DROP;\n", 1)
+    (d / "xdp_loadbalancer.c").write_text(text)
+    return str(d)
+
+
+class Outage:
+    """tests/ops/outage.py in a client namespace: DNS every 10 ms, the longest gap."""
+
+    def __init__(self, ns):
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "/usr/bin/python3", os.path.join(ROOT, "tests", "ops", "outage.py"),
+             "--vip", VIP, "--port", "53", "--interval", "0.01", "--max-seconds", "600"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, universal_newlines=True)
+        time.sleep(1.0)
+
+    def stop(self):
+        out, _err = self.proc.communicate("stop\n", timeout=60)
+        return json.loads(out.strip().splitlines()[-1])
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def test_rolling_deploy_stops_after_failed_canary_and_restores_it(lab):
     good = dict(GATE, xdp_lb_services=services(), xdp_lb_rolling_batches=["100%"])
     rc, out = playbook(lab, "1-good", good)
@@ -201,3 +247,49 @@ def test_rolling_deploy_stops_after_failed_canary_and_restores_it(lab):
         assert_serves(h)
     # the host the rollback ran on was really changed and restored (not skipped)
     assert "changed: [xlbr-lb01]" in section(out, "Put the previous program and maps back"), out[-4000:]
+
+    # -- verifier-clean, drops everything: pre-flight refuses it before the attach --
+    before = dict((h, state(h)) for h in HOSTS)
+    dropper = dropping_source(lab["tmp"])
+    rc, out = playbook(lab, "4-dropper", dict(good, xdp_lb_source=dropper, xdp_lb_rolling_batches=[1, 2]))
+    assert rc != 0, out[-4000:]
+    assert "pre-flight: the new program does not do what the configuration says" in out, out[-4000:]
+    assert "actual:   XDP_DROP" in out and "tcp/198.18.100.1:80, new flow" in out, out[-4000:]
+    assert "Batch xlbr-lb01 failed on xlbr-lb01" in out, out[-4000:]
+    assert "xlbr-lb02" not in out and "xlbr-lb03" not in out, out[-4000:]
+    # the gate never ran: the role failed first, so no client saw the build
+    assert "TASK [Gate the balancer with real traffic]" not in out, out[-4000:]
+    for h in HOSTS:
+        assert state(h)["program"]["id"] == before[h]["program"]["id"], h
+        info = live(h)
+        assert info["program"]["id"] == before[h]["program"]["id"], h
+        assert set(i["ours"] for i in info["interfaces"].values()) == {True}, (h, info["interfaces"])
+        assert_serves(h)
+
+    # -- the same build with pre-flight off: the gate catches it; the outage measured --
+    sampler = Outage(CLIENTS["lb01"])
+    try:
+        t0 = time.monotonic()
+        rc, out = playbook(lab, "5-dropper-no-preflight", dict(good, xdp_lb_source=dropper, xdp_lb_preflight=False,
+                                                               xdp_lb_rolling_batches=[1, 2]))
+        play_seconds = time.monotonic() - t0
+        time.sleep(1.0)
+        outage = sampler.stop()
+    finally:
+        sampler.kill()
+    assert rc != 0, out[-4000:]
+    assert "Batch xlbr-lb01 failed on xlbr-lb01" in out and "Gate the balancer with real traffic" in out, out[-4000:]
+    assert "Put the previous program and maps back" in out, out[-4000:]
+    gate = [float(x) for x in re.findall(r'\\?"seconds\\?": ([0-9.]+)', out)]
+    record = {"outage": outage, "gate_seconds": gate, "play_seconds": round(play_seconds, 1),
+              "gate_settings": {"attempts": GATE["xdp_lb_gate_attempts"], "timeout": GATE["xdp_lb_gate_timeout"],
+                                "max_errors": 1, "interval": 0}}
+    os.makedirs(os.path.join(ROOT, "build", "ops", "rolling"), exist_ok=True)
+    with open(os.path.join(ROOT, "build", "ops", "rolling", "outage.json"), "w") as f:
+        json.dump(record, f, indent=1, sort_keys=True)
+    print("\nbad build without pre-flight on the canary: %s" % json.dumps(record, sort_keys=True))
+    assert gate and gate[0] <= 1.5, record            # one request, timeout 1 s
+    assert 0 < outage["outage_seconds"] < 12, record   # was 14-17 s (issue #15)
+    for h in HOSTS:
+        assert state(h)["program"]["id"] == before[h]["program"]["id"] or h == "lb01", h
+        assert_serves(h)

@@ -6,19 +6,22 @@
 
 Runs inside the lab's client namespace::
 
-    ip netns exec <prefix>client python3 traffic.py --vip 198.18.100.1 --port 7777
+    ip netns exec <prefix>client python3 traffic.py --vip 198.18.100.1 [--vip fd00:18:100::1] --port 7777
 
-against a service whose backends run tests/ops/echo_server.py (UDP and TCP
-echo that append the backend's name).  It
+against a service (per --vip: IPv4 and IPv6 at once) whose backends run
+tests/ops/echo_server.py (UDP and TCP echo that append the backend's
+name).  It
 
 * sends numbered UDP datagrams at a fixed rate (--rate, default 2000 per
-  second) from --flows sockets (one source port each, so flows spread over
-  the backends), and records which backend answered each sequence number;
-* keeps --tcp long-lived TCP connections open and pings each of them every
-  --ping-interval seconds; a reset or end of file breaks a connection, an
-  answer outstanding longer than --stall seconds stalls it;
-* at the end of each phase opens --probes new TCP connections and records
-  which backend took them (where new flows go now).
+  second, over all VIPs) from --flows sockets (one source port each, so
+  flows spread over the backends; flow f goes to VIP f % number of VIPs),
+  and records which backend answered each sequence number;
+* keeps --tcp long-lived TCP connections open per VIP and pings each of
+  them every --ping-interval seconds (a new ping once the last one is
+  answered); a reset or end of file breaks a connection, an answer
+  outstanding longer than --stall seconds stalls it;
+* at the end of each phase opens --probes new TCP connections (to the VIPs
+  in turn) and records which backend took them (where new flows go now).
 
 Phases are named on stdin: ``phase NAME`` ends the current phase and starts
 the next (a datagram belongs to the phase in which it was sent), ``stop``
@@ -62,6 +65,7 @@ class Conn:
         self.ping = 0            # number of the last ping sent
         self.sent_at = None      # monotonic time of the outstanding ping (None: answered)
         self.answers = 0
+        self.vip = None
 
 
 class Traffic:
@@ -82,7 +86,7 @@ class Traffic:
         self.done_sending = threading.Event()
         self.sel = selectors.DefaultSelector()
         self.udp = []
-        self.dest = (args.vip, args.port)
+        self.udp_dest = []                              # flow -> (vip, port)
 
     # ---- setup ------------------------------------------------------------------------
     def _backend_index(self, name):
@@ -92,11 +96,11 @@ class Traffic:
             self.names.append(name)
             return len(self.names) - 1
 
-    def open_tcp(self, timeout=3.0):
+    def open_tcp(self, vip, timeout=3.0):
         """A new connection and the backend's greeting; (socket, name) or (None, error)."""
         s = None
         try:
-            s = socket.create_connection((self.a.vip, self.a.tcp_port), timeout=timeout)
+            s = socket.create_connection((vip, self.a.tcp_port), timeout=timeout)
             data = b""
             while not data.endswith(b"\n"):
                 chunk = s.recv(256)
@@ -110,22 +114,27 @@ class Traffic:
             return None, "%s" % (exc,)
 
     def setup(self):
-        for _i in range(self.a.flows):
-            u = socket.socket(socket.AF_INET6 if ":" in self.a.vip else socket.AF_INET, socket.SOCK_DGRAM)
+        vips = self.a.vip
+        for f in range(self.a.flows):
+            vip = vips[f % len(vips)]
+            u = socket.socket(socket.AF_INET6 if ":" in vip else socket.AF_INET, socket.SOCK_DGRAM)
             u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUF)
             u.bind(("", 0))
             u.setblocking(False)
             self.udp.append(u)
+            self.udp_dest.append((vip, self.a.port))
             self.sel.register(u, selectors.EVENT_READ, None)
-        for i in range(self.a.tcp):
-            s, name = self.open_tcp()
-            if s is None:
-                raise SystemExit("traffic: TCP connection %d to %s:%d failed: %s"
-                                 % (i, self.a.vip, self.a.tcp_port, name))
-            s.setblocking(False)
-            c = Conn(i, s, name)
-            self.conns.append(c)
-            self.sel.register(s, selectors.EVENT_READ, c)
+        for vip in vips:
+            for _i in range(self.a.tcp):
+                s, name = self.open_tcp(vip)
+                if s is None:
+                    raise SystemExit("traffic: TCP connection %d to %s port %d failed: %s"
+                                     % (len(self.conns), vip, self.a.tcp_port, name))
+                s.setblocking(False)
+                c = Conn(len(self.conns), s, name)
+                c.vip = vip
+                self.conns.append(c)
+                self.sel.register(s, selectors.EVENT_READ, c)
 
     # ---- sending ----------------------------------------------------------------------
     def sender(self):
@@ -142,7 +151,7 @@ class Traffic:
                     seq = self.sent
                     self.phase_of[seq] = self.cur
                     try:
-                        self.udp[seq % flows].sendto(b"%d" % seq, self.dest)
+                        self.udp[seq % flows].sendto(b"%d" % seq, self.udp_dest[seq % flows])
                     except OSError:
                         self.send_errors += 1
                     self.sent += 1
@@ -228,8 +237,8 @@ class Traffic:
     # ---- phases -----------------------------------------------------------------------
     def _probe(self):
         out, failures = {}, []
-        for _i in range(self.a.probes):
-            s, name = self.open_tcp(timeout=2.0)
+        for i in range(self.a.probes):
+            s, name = self.open_tcp(self.a.vip[i % len(self.a.vip)], timeout=2.0)
             if s is None:
                 failures.append(name)
                 continue
@@ -275,7 +284,8 @@ class Traffic:
         flows = len(self.udp)
         names = self.names
         out = []
-        per = [{"sent": 0, "received": 0, "lost": 0, "lost_by_backend": {}, "answers": {}, "moved": []}
+        per = [{"sent": 0, "received": 0, "lost": 0, "lost_by_backend": {}, "answers": {}, "moved": [],
+                "sent_by_vip": {}, "lost_by_vip": {}}
                for _i in self.phases]
         last = [None] * flows    # last backend index seen per flow
         for seq in range(self.sent):
@@ -283,6 +293,8 @@ class Traffic:
             f = seq % flows
             r = self.reply[seq]
             p["sent"] += 1
+            vip = self.udp_dest[f][0]
+            p["sent_by_vip"][vip] = p["sent_by_vip"].get(vip, 0) + 1
             if r:
                 be = r - 1
                 p["received"] += 1
@@ -292,6 +304,7 @@ class Traffic:
                 last[f] = be
             else:
                 p["lost"] += 1
+                p["lost_by_vip"][vip] = p["lost_by_vip"].get(vip, 0) + 1
                 key = names[last[f]] if last[f] is not None else "unknown"
                 p["lost_by_backend"][key] = p["lost_by_backend"].get(key, 0) + 1
         for i, ph in enumerate(self.phases):
@@ -307,15 +320,24 @@ class Traffic:
                 "seconds": round(ph.get("ended", time.monotonic()) - ph["started"], 2),
                 "udp": udp,
                 "tcp": {"open_at_start": len(opened), "open_backends": self._count_backends(opened),
+                        "open_by_vip": self._count_vips(opened),
                         "broken": broken, "stalled": stalled,
                         "survived": len([cid for cid in opened if cid not in gone])},
                 "probes": ph.get("probes", {}), "probe_failures": ph.get("probe_failures", []),
             })
         return {"event": "report", "rate": self.a.rate, "flows": flows, "sent": self.sent,
                 "send_errors": self.send_errors, "backends": sorted(names),
-                "tcp": [{"conn": c.id, "backend": c.backend, "alive": c.alive, "reason": c.reason}
-                        for c in self.conns],
+                "vips": list(self.a.vip), "ping_interval": self.a.ping_interval,
+                "tcp": [{"conn": c.id, "vip": c.vip, "backend": c.backend, "alive": c.alive, "reason": c.reason,
+                         "answers": c.answers} for c in self.conns],
                 "phases": out}
+
+    def _count_vips(self, ids):
+        out = {}
+        for cid in ids:
+            v = self.conns[cid].vip
+            out[v] = out.get(v, 0) + 1
+        return out
 
     def _count_backends(self, ids):
         out = {}
@@ -344,12 +366,12 @@ class Traffic:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--vip", required=True)
+    p.add_argument("--vip", required=True, action="append", help="a service VIP (repeat: IPv4 and IPv6)")
     p.add_argument("--port", type=int, default=7777, help="UDP port of the service")
     p.add_argument("--tcp-port", type=int, default=7777, help="TCP port of the service")
     p.add_argument("--rate", type=float, default=2000.0, help="UDP datagrams per second")
     p.add_argument("--flows", type=int, default=64, help="UDP source ports")
-    p.add_argument("--tcp", type=int, default=16, help="long-lived TCP connections")
+    p.add_argument("--tcp", type=int, default=16, help="long-lived TCP connections per VIP")
     p.add_argument("--ping-interval", type=float, default=0.2)
     p.add_argument("--stall", type=float, default=3.0, help="seconds without an answer that stall a connection")
     p.add_argument("--probes", type=int, default=32, help="new TCP connections at the end of each phase")
@@ -360,6 +382,8 @@ def main():
     args = p.parse_args()
     if not (0 < args.rate <= 20000 and 0 < args.flows <= 1024 and 0 <= args.tcp <= 256):
         p.error("--rate 1..20000, --flows 1..1024, --tcp 0..256")
+    if args.flows < len(args.vip):
+        p.error("--flows: %d is fewer than the VIPs (%d)" % (args.flows, len(args.vip)))
 
     t = Traffic(args)
     t.setup()

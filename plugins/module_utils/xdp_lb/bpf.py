@@ -206,10 +206,25 @@ def _reuse_pinned_devmaps(lib, obj):
             os.close(fd)   # libbpf keeps its own duplicate
 
 
-class LoadedObject:
-    """A loaded BPF object: its maps pinned under ``pin_root`` by name."""
+def _unpin_all(lib, obj):
+    """Clear every map's pin path: the load then creates new, unpinned maps."""
+    m = None
+    while True:
+        m = lib.bpf_object__next_map(obj, m)
+        if not m:
+            return
+        if lib.bpf_map__set_pin_path(m, None) < 0:
+            raise _err("cannot clear the pin path of map %s" % lib.bpf_map__name(m).decode())
 
-    def __init__(self, path, pin_root=None, prog_name="xdp_lb"):
+
+class LoadedObject:
+    """A loaded BPF object: its maps pinned under ``pin_root`` by name.
+
+    ``scratch``: no map is pinned or reused; every map is new and goes away
+    with the object (pre-flight runs the program against such maps).
+    """
+
+    def __init__(self, path, pin_root=None, prog_name="xdp_lb", scratch=False):
         lib = _libbpf()
         self._lib = lib
         self._log = ct.create_string_buffer(_LOG_SIZE)
@@ -224,6 +239,8 @@ class LoadedObject:
             raise _err("cannot open BPF object %s" % path)
         self._obj = obj
         try:
+            if scratch:
+                _unpin_all(lib, obj)
             _reuse_pinned_devmaps(lib, obj)
         except BPFError:
             self.close()

@@ -6,13 +6,16 @@
 
     python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli restore --all
     python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli restore web
+    python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli guard --all
     python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli status [web]
     python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli metrics --out FILE
     python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli health web [--rounds N]
 
 
 (with PYTHONPATH holding the ansible_collections tree; the xdp_lb role
-installs one and a systemd unit running ``restore --all``, and with
+installs one and a systemd unit running ``restore --all``, one running
+``guard --all`` before the network comes up (the NAT guards recorded in the
+state files, natguard.py: no resets until restore ran), and with
 xdp_lb_metrics_enabled a timer running ``metrics --out``).  restore and
 status print JSON on stdout; metrics writes the counters ``status`` reads in
 Prometheus text format (metrics.py) to FILE, atomically, or to stdout with
@@ -35,7 +38,7 @@ import sys
 import time
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    engine, health, metrics, model, netlink, state)
+    engine, health, metrics, model, natguard, netlink, state)
 
 
 def _parser():
@@ -48,6 +51,10 @@ def _parser():
     r.add_argument("name", nargs="?", help="instance to restore")
     r.add_argument("--all", action="store_true", help="every instance with a state file")
     r.add_argument("--check", action="store_true", help="only report what would change")
+    g = sub.add_parser("guard", help="put the NAT guards of nat-mode instances in place from their state files "
+                                     "(at boot, before the network)")
+    g.add_argument("name", nargs="?", help="instance")
+    g.add_argument("--all", action="store_true", help="every instance with a state file")
     s = sub.add_parser("status", help="attachments, services and counters (JSON)")
     s.add_argument("name", nargs="?", help="only this instance")
     m = sub.add_parser("metrics", help="counters in Prometheus text format (node_exporter textfile collector)")
@@ -123,6 +130,26 @@ def _health(args):
         time.sleep(max(0.0, conf["interval"] - (time.time() - start)))
 
 
+def guard(state_dir, name=None):
+    """Create the NAT guard recorded in each state file (in its netns); {name: result}."""
+    out = {}
+    for n in [name] if name else state.instances(state_dir):
+        try:
+            data = state.load(state.state_path(state_dir, n))
+            spec = (data or {}).get("nat_guard")
+            if not spec:
+                out[n] = {"changed": False, "guard": None}
+                continue
+            with netlink.in_netns(data.get("netns")):
+                there = natguard.present(n)
+                if not there:
+                    natguard.apply(n, spec)
+            out[n] = {"changed": not there, "guard": spec}
+        except (state.StateError, natguard.GuardError, netlink.NetError, OSError) as exc:
+            out[n] = {"failed": True, "msg": str(exc)}
+    return out
+
+
 def _brief(result):
     if result.get("failed"):
         return {"failed": True, "msg": result.get("msg")}
@@ -143,6 +170,17 @@ def main(argv=None):
         failed = [n for n, r in results.items() if r.get("failed")]
         for n in failed:
             sys.stderr.write("xdp-lb restore %s: %s\n" % (n, results[n].get("msg")))
+        return 1 if failed else 0
+    if args.command == "guard":
+        if bool(args.all) == bool(args.name):
+            parser.print_usage(sys.stderr)
+            sys.stderr.write("guard: give an instance name or --all\n")
+            return 2
+        results = guard(args.state_dir, None if args.all else args.name)
+        sys.stdout.write(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        failed = [n for n, r in results.items() if r.get("failed")]
+        for n in failed:
+            sys.stderr.write("xdp-lb guard %s: %s\n" % (n, results[n].get("msg")))
         return 1 if failed else 0
     if args.command == "status":
         instances = engine.info(args.state_dir, args.name)

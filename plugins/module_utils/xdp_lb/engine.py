@@ -11,8 +11,13 @@ A run first validates the host (bpffs, interfaces, compiler, routes),
 reads what is there (state file, pinned program, attached programs, live
 map content), computes a plan, and only then writes, in this order:
 
-1. compile (cached) and load the new program if the build changed; it
-   shares the pinned maps, so conntrack and counters survive;
+0. nat mode: put the NAT guard (natguard.py) in place, so that while no
+   program is attached the kernel drops backends' packets to the NAT ports
+   instead of resetting them;
+1. compile (cached); if the build changed, pre-flight (preflight.py: the
+   new object against scratch maps, on synthetic packets; a mismatch stops
+   the run here, nothing live touched), then load it; it shares the pinned
+   maps, so conntrack and counters survive;
 2. sync the maps (maps.plan/apply: backends, rings, services, ...);
 3. pin the new program and swap it in on every interface with
    XDP_FLAGS_REPLACE + IFLA_XDP_EXPECTED_FD (never detach-then-attach);
@@ -31,7 +36,7 @@ import hashlib
 import os
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    bpf, build, health, layout, maps, model, netlink, state)
+    bpf, build, health, layout, maps, model, natguard, netlink, preflight, state)
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.maps import Tables
 
 BPFFS = "/sys/fs/bpf"
@@ -293,7 +298,8 @@ class Engine:
         self.warnings = []
         self.changes = []
         self.carry = False          # recreated maps: copy the connection tables over
-        self.backend_ids = {}
+        self.preflight = None
+        self._ids = ({}, {})        # (service ids, backend ids) of the planned tables
 
     # -- entry --
     def run(self):
@@ -435,7 +441,14 @@ class Engine:
         live_digests = dict((sids[k], v["ring"][:12]) for k, v in ring_record.items() if k not in built)
         want = maps.desired_tables(cfg, sids, bids, live, snat[4], snat[6], tx, rings)
         ops = maps.plan(live, want, cfg.ring_size)
-        self.backend_ids = bids
+        self._ids = (sids, bids)
+        guard = natguard.want(cfg, snat)
+        guard_there = natguard.present(cfg.name)
+        guard_change = None
+        if guard is not None and (not guard_there or prev.get("nat_guard") != guard):
+            guard_change = "apply"
+        elif guard is None and guard_there:
+            guard_change = "remove"
 
         # program
         prev_hash = (prev.get("build") or {}).get("hash")
@@ -481,11 +494,19 @@ class Engine:
                 "nat_source": {"ipv4": snat[4], "ipv6": snat[6]},
                 "neighbours": [[a, n] for a, _i, n in neigh_want],
                 "interfaces": dict((n, {"mode": cfg.attach_mode}) for n in cfg.interfaces),
+                "nat_guard": guard,
             }
 
         program_now = {"id": pinned["id"], "tag": pinned["tag"]} if pinned else None
         if not need_load and prev != record(program_now):
             self.changes.append("state file %s" % cfg.state_file)
+        if guard_change == "apply":
+            self.changes.append("nat guard: nftables table inet %s drops TCP/UDP to %s ports %d-%d "
+                                "while no program is attached" % (
+                                    guard["table"], ", ".join(a for a in (guard["ipv4"], guard["ipv6"]) if a),
+                                    guard["ports"][0], guard["ports"][1]))
+        elif guard_change == "remove":
+            self.changes.append("remove nat guard (nftables table inet %s)" % natguard.table_name(cfg.name))
         if need_load:
             self.changes.append("load program build %s%s" % (
                 _short(b.digest), " (maps recreated: %s)" % ", ".join(resize) if resize else ""))
@@ -546,6 +567,13 @@ class Engine:
             return result
 
         # ---- apply ----
+        try:
+            if guard_change == "apply":
+                natguard.apply(cfg.name, guard)
+            elif guard_change == "remove":
+                natguard.remove(cfg.name)
+        except natguard.GuardError as exc:
+            raise EngineError("nat_guard: %s" % exc)
         program = self._apply(ipr, ifindex, attached, dropped, b, pinned, mapset, ops, need_load, resize,
                               live, want, neigh_add, neigh_drop)
         state.save(cfg.state_file, record(program))
@@ -556,6 +584,8 @@ class Engine:
             result.update(self._report(ifindex, final, maps.MapSet(cfg.pin_dir), b, need_load))
         finally:
             _close(final["fd"] if final else None)
+        if self.preflight:
+            result["preflight"] = self.preflight
         if result.get("diff"):
             result["diff"]["after"]["program"]["id"] = program["id"]
             for n in cfg.interfaces:
@@ -598,6 +628,8 @@ class Engine:
         try:
             if need_load:
                 obj = compile_build(cfg, b)
+                if cfg.preflight:
+                    self._preflight(ipr, ifindex, obj, b, want)
                 if staging:
                     remove_pins(staging)
                     os.mkdir(staging, 0o700)
@@ -619,7 +651,7 @@ class Engine:
                 raise EngineError("writing the maps failed (previous content restored): %s" % exc)
             if target is not mapset and self.carry:
                 # last, so that flows the old program starts meanwhile come along
-                moved = maps.migrate_flows(mapset, target, self.backend_ids,
+                moved = maps.migrate_flows(mapset, target, self._ids[1],
                                            maps.dataplane_now(cfg.defines().get("XDP_LB_HZ")))
                 self.warnings.append("carried %d flows and %d NAT reply entries into the new maps "
                                      "(%d left behind: their backend is gone)"
@@ -697,6 +729,19 @@ class Engine:
             loaded.close()
         return program
 
+    def _preflight(self, ipr, ifindex, obj, b, want):
+        """Run the new object on synthetic packets against scratch maps (preflight.py)."""
+        cfg = self.cfg
+        sids, bids = self._ids
+        try:
+            self.preflight = preflight.check(obj, want, cfg, ipr, ifindex,
+                                             [ifindex[n] for n in cfg.redirect_interfaces], sids, bids)
+        except bpf.BPFError as exc:
+            raise EngineError(verifier_message(exc, b))
+        except preflight.PreflightError as exc:
+            raise EngineError("%s\n(build %s from %s; preflight: false skips this check)"
+                              % (exc, _short(b.digest), b.source_dir))
+
     def _rollback(self, swapped, pinned, new, target, done, old_pin_replaced):
         """Undo attachments (newest first), the program pin and the map writes."""
         problems = []
@@ -758,6 +803,9 @@ class Engine:
                         if n and n["managed"]:
                             neigh.append((address, idx, ifname))
                             changes.append("remove managed neighbour %s on %s" % (address, ifname))
+                    guard = natguard.present(cfg.name)
+                    if guard:
+                        changes.append("remove nat guard (nftables table inet %s)" % natguard.table_name(cfg.name))
                     if os.path.isdir(pin_dir):
                         changes.append("remove pins in %s" % pin_dir)
                     if os.path.exists(cfg.state_file):
@@ -779,6 +827,11 @@ class Engine:
                         detach_attached(name, idx, a)
                     for address, idx, ifname in neigh:
                         netlink.delete_neighbour(ipr, address, idx)
+                    if guard:
+                        try:
+                            natguard.remove(cfg.name)
+                        except natguard.GuardError as exc:
+                            raise EngineError("nat_guard: %s" % exc)
             finally:
                 _close(pinned["fd"] if pinned else None)
             remove_pins(pin_dir)

@@ -129,7 +129,7 @@ class Config:
               "redirect_algorithm", "nat_source_ipv4", "nat_source_ipv6", "nat_port_min",
               "nat_port_max", "flow_idle_timeout", "ring_size", "max_services", "max_backends",
               "conntrack_size", "debug", "clang", "netns", "source", "pin_dir", "state_dir", "build_dir",
-              "health_checks")
+              "health_checks", "preflight", "nat_guard")
 
     def __init__(self, **kw):
         for field in self.FIELDS:
@@ -393,6 +393,8 @@ def validate(params):
     # status file (health.py) drain backends.
     cfg.health_checks = _bool("health_checks", p.get("health_checks") if p.get("health_checks") is not None
                               else False)
+    cfg.preflight = _bool("preflight", p.get("preflight") if p.get("preflight") is not None else True)
+    cfg.nat_guard = _bool("nat_guard", p.get("nat_guard") if p.get("nat_guard") is not None else True)
 
     cfg.mode = _choice("mode", p.get("mode") or "nat", MODES)
     cfg.attach_mode = _choice("attach_mode", p.get("attach_mode") or "native", ATTACH_MODES)
