@@ -21,6 +21,8 @@
  *    goes to the kernel untouched (XDP_PASS).
  *  - A packet is only modified once the next hop is known (or, for nat,
  *    once the kernel is to resolve it): a failed lookup leaves it intact.
+ *  - A GRO/GSO aggregate (generic mode, see is_aggregate()) keeps its
+ *    partial checksum valid; nat hands it to the kernel to forward.
  *  - Build with -DXDP_LB_DEBUG for bpf_printk tracing; without it the hot
  *    path prints nothing.
  */
@@ -203,6 +205,8 @@ struct lb_packet {
 	__sum16 *l4_check;          /* TCP/UDP checksum field */
 	__u32 len;                  /* frame bytes, for the counters */
 	__u16 l3_len;               /* IPv4 tot_len / IPv6 header + payload, host order */
+	__u8 partial;               /* an aggregate: l4_check holds the pseudo-header
+				     * sum (CHECKSUM_PARTIAL), see is_aggregate() */
 	__u32 ingress;              /* ctx->ingress_ifindex (three dependent loads): read
 				     * once by next_hop() */
 	__u64 now;                  /* the caches' clock, 0 until cache_clock() reads it */
@@ -422,15 +426,18 @@ static __always_inline __u64 csum_diff32(__u64 sum, __u32 from, __u32 to)
 	return sum + (__u32)~from + to;
 }
 
+static __always_inline __u16 csum_fold64(__u64 sum)
+{
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)sum;
+}
+
 static __always_inline __u16 csum_fold_add(__u16 check, __u64 diff)
 {
-	__u64 sum = (__u16)~check + diff;
-
-	sum = (sum & 0xffffffff) + (sum >> 32);
-	sum = (sum & 0xffffffff) + (sum >> 32);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)~sum;
+	return (__u16)~csum_fold64((__u16)~check + diff);
 }
 
 static __always_inline __u64 csum_diff_addrs(const __u32 *from, const __u32 *to, __u8 family)
@@ -462,7 +469,12 @@ static __always_inline void rewrite_l3l4(struct lb_packet *pkt, const __u32 *sad
 			      (__u32)sport | ((__u32)dport << 16));
 
 	check = *pkt->l4_check;
-	if (f->proto == IPPROTO_TCP) {
+	if (pkt->partial) {
+		/* An aggregate's field is the pseudo-header sum, not yet
+		 * complemented; the ports are summed with the payload when the
+		 * kernel (or the NIC) completes it: only the addresses count. */
+		*pkt->l4_check = ~csum_fold_add(~check, addr_diff);
+	} else if (f->proto == IPPROTO_TCP) {
 		*pkt->l4_check = csum_fold_add(check, l4_diff);
 	} else if (check || f->family == AF_INET6) {
 		check = csum_fold_add(check, l4_diff);
@@ -699,6 +711,70 @@ static __always_inline enum hop_result fib_next_hop(struct xdp_md *ctx, struct l
 	return hop_send(pkt, fib.dmac, fib.smac, fib.ifindex, action);
 }
 
+/* ---- aggregates (GRO/GSO packets in generic mode) -------------------------------
+ *
+ * Generic XDP (xdpgeneric) runs on the skb after GRO, so a TCP stream can
+ * arrive as one packet of up to 64 KiB made of many segments (so does a
+ * locally sent GSO packet crossing a veth).  Two of its properties differ
+ * from a frame's:
+ *
+ *  - it is longer than the MTU: bpf_fib_lookup() answers FRAG_NEEDED, and
+ *    generic XDP's redirect refuses a packet longer than the egress MTU
+ *    (xdp_ok_fwd_dev(): dropped), whatever its segments;
+ *  - its L4 checksum is CHECKSUM_PARTIAL: the field holds the folded
+ *    pseudo-header sum (tcp_gro_complete(), udp_gro_complete()), which
+ *    the kernel completes per segment.
+ *
+ * So nat rewrites an aggregate with the update a partial checksum needs
+ * (rewrite_l3l4(): the addresses only, not complemented) and hands it to
+ * the kernel, which forwards it as it forwards a packet whose neighbour is
+ * unresolved, and cuts it into segments on the way out.  dsr and redirect
+ * modes cannot (the kernel would not forward a frame addressed to another
+ * MAC): an aggregate fails the lookup (dsr: passed untouched, fib_miss) or
+ * the redirect, as before.
+ *
+ * XDP cannot read skb->ip_summed, so the rule is: a packet longer than the
+ * ingress device's MTU whose checksum field equals the pseudo-header sum of
+ * its own addresses, protocol and L4 length.  Only an aggregate can be
+ * longer than the MTU (a veth drops longer frames; a NIC does not deliver
+ * them), and the kernel wrote that field itself; a frame that is too long
+ * for another reason keeps the old path, unless its checksum happens to
+ * equal that sum (1 in 65536).  Not recognised (docs/design.md,
+ * "Aggregates"): a partial packet that fits the MTU.  Native XDP never sees
+ * an aggregate as one buffer. */
+
+static __always_inline __u16 pseudo_sum(const struct lb_packet *pkt)
+{
+	const struct lb_flow *f = &pkt->flow;
+	__u64 sum;
+
+	if (f->family == AF_INET) {
+		sum = (__u64)f->src[0] + f->dst[0] + bpf_htons((__u16)f->proto) +
+		      bpf_htons((__u16)(pkt->l3_len - IPV4_HDR_LEN));
+	} else {
+		sum = (__u64)f->src[0] + f->src[1] + f->src[2] + f->src[3] +
+		      f->dst[0] + f->dst[1] + f->dst[2] + f->dst[3] +
+		      bpf_htonl((__u32)f->proto) + bpf_htonl((__u32)pkt->l3_len - IPV6_HDR_LEN);
+	}
+	return csum_fold64(sum);
+}
+
+/* Sets and returns pkt->partial (see above).  The cheap test comes first: a
+ * frame's full checksum is almost never its pseudo-header sum, so the
+ * helper call is made for aggregates only. */
+static __always_inline int is_aggregate(struct xdp_md *ctx, struct lb_packet *pkt)
+{
+	__u32 mtu = 0;
+
+	pkt->partial = 0;
+	if (*pkt->l4_check != pseudo_sum(pkt))
+		return 0;
+	if (bpf_check_mtu(ctx, 0, &mtu, 0, 0) != BPF_MTU_CHK_RET_FRAG_NEEDED)
+		return 0;
+	pkt->partial = mtu != 0 && mtu < pkt->l3_len;
+	return pkt->partial;
+}
+
 /* The next hop towards daddr (source saddr; NULL: the packet's own source,
  * not part of the cache check): lb_nexthop[slot] while it answers, else
  * bpf_fib_lookup() (always, for slot NH_NO_SLOT).  On success writes both
@@ -801,6 +877,10 @@ static __always_inline int lb_nat_reply(struct xdp_md *ctx, struct lb_packet *pk
 	if (!nat)
 		return -1;
 
+	if (is_aggregate(ctx, pkt)) {           /* the kernel forwards it */
+		rewrite_l3l4(pkt, nat->vip, nat->client, nat->vip_port, nat->client_port);
+		return verdict(pkt, XDP_PASS, XDP_LB_STAT_NAT_REPLY);
+	}
 	hop = next_hop(ctx, pkt, nh_reply_slot(nat->vip, nat->client, pkt->flow.family), nat->vip,
 		       nat->client, nat->vip_port, nat->client_port, &action);
 	if (hop == HOP_FAIL)
@@ -1171,6 +1251,11 @@ int xdp_lb(struct xdp_md *ctx)
 		bpf_map_update_elem(&lb_ct, &pkt.flow, &new_ct, BPF_ANY);
 	}
 
+	if (is_aggregate(ctx, &pkt)) {          /* the kernel forwards it */
+		rewrite_l3l4(&pkt, snat, be->addr, nat_port, bport);
+		count(&lb_be_stats, be_id, pkt.len);
+		return verdict(&pkt, XDP_PASS, NO_REASON);
+	}
 	hop = next_hop(ctx, &pkt, be_id, snat, be->addr, nat_port, bport, &action);
 	if (hop == HOP_FAIL)
 		return verdict(&pkt, XDP_PASS, XDP_LB_STAT_FIB_MISS);

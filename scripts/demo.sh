@@ -5,10 +5,13 @@
 # restore command, remove the balancer (state absent), tear the lab down.
 # The lab goes away on every exit, also on failure or Ctrl-C.
 #
-# Exit status is non-zero if any step fails, any request fails, or a
-# backend gets no request of a protocol/family.
+# Exit status is non-zero if any step fails, any request fails, a
+# backend gets no request of a protocol/family, a bulk transfer fails or a
+# TCP checksum error is counted.
 #
 #   DEMO_REQUESTS  requests per protocol and family (default 30)
+#   DEMO_BULK_BYTES  bytes of the bulk download and upload per family
+#                  (default 8388608, the lab's /bulk file)
 #   DEMO_KEEP=1    leave the lab up at the end (tear down with
 #                  ansible-playbook playbooks/lab-destroy.yml)
 set -euo pipefail
@@ -109,6 +112,31 @@ traffic() {
 
 say "traffic: $N requests per row from ${P}client to $VIP4 and $VIP6"
 traffic || die "a request failed or a backend got nothing"
+
+# Bulk TCP both ways through each VIP (molecule/shared/traffic.py --bulk):
+# every transfer complete and intact, no TCP checksum error anywhere.
+bulk() {
+  local out
+  out=$(ip netns exec "${P}client" python3 molecule/shared/traffic.py --bulk "$BULK" \
+    --lab-prefix "$P" --vip4 "$VIP4" --vip6 "$VIP6") || return 1
+  python3 - "$out" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+bad = 0
+for name, t in sorted(r["bulk"].items()):
+    ok = t["rc"] == 0 and t["intact"] and t["bytes"] == r["bulk_bytes"]
+    bad += not ok
+    print("%-10s %9d bytes %7.3f s  %s%s" % (name, t["bytes"], t["seconds"], "ok" if ok else "FAILED",
+                                           "" if ok else " " + json.dumps(t)))
+print("TCP checksum errors: " + ", ".join("%s %d" % kv for kv in sorted(r["csum_errors"].items())))
+bad += sum(r["csum_errors"].values()) != 0
+sys.exit(1 if bad else 0)
+PY
+}
+
+BULK=${DEMO_BULK_BYTES:-8388608}
+say "bulk: $BULK bytes down and up through each VIP (TCP 80)"
+bulk || die "a bulk transfer failed or a TCP checksum error was counted"
 
 say "deploy again: nothing to change"
 play site-2 -i "$INV" site.yml

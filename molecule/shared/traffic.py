@@ -14,16 +14,27 @@ answers per backend address.
 
 Every lab backend ``beN`` answers with its name; its addresses are
 198.18.1.(10+N) and fd00:18:1::(10+N) (scripts/lab/lab.sh, scripts/lab/fleet.sh).
+
+With ``--bulk BYTES``: one download of /bulk (BYTES of the lab's
+deterministic data, scripts/lab/lib.sh) and one upload of BYTES to
+/upload/ through each VIP (TCP 80, IPv4 and IPv6), and the TCP checksum
+errors (TcpInCsumErrors) the client and every backend counted meanwhile;
+printed under "bulk" and "csum_errors".  The lab's nginx keeps uploads
+(WebDAV PUT) and answers 201 once the whole body is stored.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import argparse
+import hashlib
 import json
+import os
 import random
 import re
 import subprocess
+import tempfile
+import time
 
 ANSWER = re.compile(r'^"?be([0-9])"?$')
 
@@ -48,6 +59,61 @@ def one(kind, family, vip, src, port):
     return None, "%s (source port %d): rc %d: %s" % (" ".join(argv[:1] + argv[-2:]), port, proc.returncode, out[:200])
 
 
+def bulk_data(size):
+    """The lab's bulk file: what scripts/lab/lib.sh writes for /bulk."""
+    return random.Random(size).randbytes(size)
+
+
+def csum_errors(netns=None):
+    """TcpInCsumErrors of this namespace or of ``netns`` (IPv4 and IPv6)."""
+    argv = (["ip", "netns", "exec", netns] if netns else []) + ["nstat", "-asz", "TcpInCsumErrors"]
+    out = subprocess.run(argv, stdout=subprocess.PIPE, check=True).stdout.decode()
+    for line in out.splitlines():        # "#kernel", then "TcpInCsumErrors  <n>  <rate>"
+        words = line.split()
+        if len(words) > 1 and words[0] == "TcpInCsumErrors":
+            return int(words[1])
+    raise RuntimeError("no TcpInCsumErrors in: %r" % out)
+
+
+def bulk(args):
+    """Download and upload ``args.bulk`` bytes through both VIPs."""
+    hosts = {"client": None}
+    hosts.update(("be%d" % n, "%sbe%d" % (args.lab_prefix, n)) for n in range(1, args.backends + 1))
+    before = {name: csum_errors(ns) for name, ns in hosts.items()}
+    want = hashlib.sha256(bulk_data(args.bulk)).hexdigest()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        up = os.path.join(tmp, "up.bin")
+        with open(up, "wb") as f:
+            f.write(bulk_data(args.bulk))
+        for family, vip in ((4, args.vip4), (6, args.vip6)):
+            host = vip if family == 4 else "[%s]" % vip
+            down = os.path.join(tmp, "down%d.bin" % family)
+            runs = {
+                "get": ["curl", "-sS", "-g", "-m", "30", "-o", down, "-w", "%{http_code} %{size_download}",
+                        "http://%s/bulk" % host],
+                "put": ["curl", "-sS", "-g", "-m", "30", "-T", up, "-w", "%{http_code} %{size_upload}",
+                        "http://%s/upload/bulk-%d-%d" % (host, family, os.getpid())],
+            }
+            for verb, argv in runs.items():
+                start = time.monotonic()
+                proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+                took = time.monotonic() - start
+                out = proc.stdout.decode("utf-8", "replace").split()
+                res = {"rc": proc.returncode, "seconds": round(took, 3), "status": out[0] if out else "",
+                       "bytes": int(out[1]) if len(out) > 1 and out[1].isdigit() else 0}
+                if verb == "get" and os.path.exists(down):
+                    with open(down, "rb") as f:
+                        res["intact"] = hashlib.sha256(f.read()).hexdigest() == want
+                else:
+                    res["intact"] = res["status"] in ("201", "204") and res["bytes"] == args.bulk
+                if proc.returncode != 0:
+                    res["error"] = proc.stderr.decode("utf-8", "replace").strip()[:200]
+                results["tcp%d %s" % (family, verb)] = res
+    errors = {name: csum_errors(ns) - before[name] for name, ns in hosts.items()}
+    return {"bulk": results, "bulk_bytes": args.bulk, "csum_errors": errors}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--requests", type=int, default=30, help="requests per service")
@@ -55,7 +121,14 @@ def main():
     p.add_argument("--vip6", default="fd00:18:100::1")
     p.add_argument("--src4", default="198.18.0.2")
     p.add_argument("--src6", default="fd00:18::2")
+    p.add_argument("--bulk", type=int, default=0,
+                   help="bytes to download and upload through each VIP (0: none)")
+    p.add_argument("--lab-prefix", default="xlb-", help="the lab's name prefix (backends' namespaces)")
+    p.add_argument("--backends", type=int, default=3, help="number of lab backends")
     args = p.parse_args()
+    if args.bulk:
+        print(json.dumps(bulk(args), sort_keys=True))
+        return
 
     services = [("tcp", 4, args.vip4, 80), ("tcp", 6, args.vip6, 80),
                 ("udp", 4, args.vip4, 53), ("udp", 6, args.vip6, 53)]

@@ -27,7 +27,8 @@
 # Every balancer host is `ip netns exec ${P}lbNN sshd`: its own network stack
 # and its own mount namespace, hence its own bpffs and pins.  Offloads as in
 # lab.sh: GRO on where the balancers' XDP sends frames, tx checksum offload
-# off where local sockets send into XDP (/work/shared/LAB-NOTES.md).
+# off where local sockets send into XDP, no GRO on the way to a balancer
+# (/work/shared/LAB-NOTES.md, lib.sh's backend_port).
 #
 # The balancers come provisioned like hosts from a prepared image: the nat
 # mode's sysctls (what the role sets with xdp_lb_manage_sysctl, see

@@ -25,7 +25,9 @@
 # veth are dropped unless its peer runs XDP or has GRO on, so GRO is on for
 # every peer that receives frames from the lb; tx checksum offload is off on
 # the client's and the backends' veths (native XDP loses the partial
-# checksum state of locally sent packets).
+# checksum state of locally sent packets).  Nothing aggregates frames on
+# their way to the lb (GRO off on the switch's backend ports): native XDP
+# gets frames of the MTU with full checksums, as a NIC delivers them.
 #
 # Environment (molecule and parallel runs pick their own):
 #   LAB_PREFIX        name prefix of namespaces and root-side links (xlb-)
@@ -35,6 +37,7 @@
 #   LAB_SSH_BACKENDS  1: backends get a management address and sshd too (0)
 #   LAB_DSR           1: backend servers also answer on addresses added
 #                     later (the VIPs on lo, for dsr mode) (0)
+#   LAB_BULK_BYTES    size of each backend's /bulk file (8388608)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
