@@ -44,9 +44,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import engine, model  # noqa: E402
 from common import machine  # noqa: E402
+import hermetic  # noqa: E402
 
 P = "xlbb-f"
 MGMT = "198.19.50"
@@ -267,6 +269,7 @@ def main():
         sys.exit("run as root (namespaces, XDP)")
     if not 1 <= args.seconds <= 120:
         sys.exit("--seconds must be 1..120")
+    hermetic.enter_private_bpffs()   # a bpffs of its own at /sys/fs/bpf, gone with the process
     flood, obj = build_tools()
     results = []
     backend_counters = []
