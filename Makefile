@@ -6,7 +6,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: deps demo test test-unit test-dataplane test-integration test-molecule test-ops \
+.PHONY: deps demo test test-unit test-dataplane test-examples test-integration test-molecule test-ops test-packaging \
         sanity lint bench-dataplane bench-forwarding bench-fleet bench-controlplane bench-plots clean
 
 ## deps: install packages (apt) and the pinned venv, link the collection
@@ -19,13 +19,21 @@ demo: deps
 	bash scripts/demo.sh
 
 ## test: the whole suite (what CI runs)
-test: deps test-unit test-dataplane test-integration test-molecule test-ops sanity lint
+test: deps test-unit test-packaging test-dataplane test-examples test-integration test-molecule test-ops sanity lint
 
 test-unit: deps
 	$(PYTEST) -q tests/unit
 
+## test-packaging: README's "Use it on your hosts": build, install the tarball outside the checkout, ansible-doc, syntax checks
+test-packaging: deps
+	$(PYTEST) -q tests/packaging
+
 test-dataplane: deps
 	$(PYTEST) -q tests/dataplane
+
+## test-examples: every task of the modules' EXAMPLES, run for real in namespaces of its own
+test-examples: deps
+	$(PYTEST) -q tests/examples
 
 test-integration: deps
 	bash scripts/run-integration.sh
@@ -33,15 +41,19 @@ test-integration: deps
 test-molecule: deps
 	bash scripts/run-molecule.sh
 
-## test-ops: operations under traffic (tests/ops): zero-loss changes, Maglev disruption, rolling deploys; prints the tables
+## test-ops: operations under traffic (tests/ops): zero-loss changes, Maglev disruption, rolling deploys, inventory-group backends; prints the tables
 test-ops: deps
 	$(PYTEST) -q -s tests/ops
 
 sanity: deps
 	bash scripts/sanity.sh
 
+## lint: ansible-lint (production), changelog fragments, licences per file (REUSE), galaxy-importer on the built tarball
 lint: deps
 	cd $(CURDIR) && ansible-lint --profile production
+	cd $(CURDIR) && antsibull-changelog lint
+	cd $(CURDIR) && reuse lint --lines
+	bash scripts/galaxy-importer.sh
 
 bench-dataplane: deps
 	$(PY) benchmarks/dataplane/run.py

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /*
  * xdp_lb.h - the data plane's contract with its control plane.
  *
@@ -18,7 +18,7 @@
 
 #include <linux/types.h>
 
-#define XDP_LB_ABI_VERSION 2
+#define XDP_LB_ABI_VERSION 3
 
 /* ---- sizes (override with -D at build time) ---------------------------- */
 #ifndef XDP_LB_MAX_SERVICES
@@ -109,6 +109,8 @@ struct lb_config {
 	__u16 port_max;             /* inclusive, host order */
 	__u32 snat_v4;              /* NAT source address towards backends */
 	__u32 snat_v6[4];
+	__u32 flow_idle_timeout;    /* seconds: a UDP flow idle longer starts anew
+				     * (see lb_ct_entry); 0 = never */
 };
 
 /* lb_services key. */
@@ -149,11 +151,19 @@ struct lb_flow {
 	__u16 pad;                  /* must be zero */
 };
 
-/* lb_ct: client flow (client -> VIP) -> chosen backend (nat and dsr). */
+/* lb_ct: client flow (client -> VIP) -> chosen backend (nat and dsr).
+ * A packet that finds an entry is a new flow all the same (scheduled
+ * afresh, honouring weights and drain) when it is a TCP SYN without ACK,
+ * or, for UDP, when the entry was last seen more than
+ * lb_config.flow_idle_timeout seconds ago; anything else keeps the
+ * backend.  Fields appended after ABI 2's three keep their offsets: the
+ * control plane migrates older entries (docs/design.md). */
 struct lb_ct_entry {
 	__u32 backend_id;
 	__u16 nat_port;             /* network order, nat only */
 	__u16 pad;
+	__u64 last_seen;            /* last packet, on the caches' clock (jiffies or
+				     * coarse ns, see XDP_LB_HZ) */
 };
 
 /* lb_nat_rev: reply flow (backend -> snat address:nat_port) -> client. */

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * xdp_loadbalancer.c - netfleet.xdp_lb data plane.
  *
@@ -206,6 +206,7 @@ struct lb_packet {
 	__u32 ingress;              /* ctx->ingress_ifindex (three dependent loads): read
 				     * once by next_hop() */
 	__u64 now;                  /* the caches' clock, 0 until cache_clock() reads it */
+	__u8 tcp_syn;               /* TCP SYN without ACK: a connection starts */
 };
 
 /* ---- parsing (xdp-tutorial style: cursor in, next protocol out) ---------- */
@@ -294,6 +295,7 @@ static __always_inline int parse_l4(struct hdr_cursor *nh, void *data_end, __u8 
 		if ((void *)(tcph + 1) > data_end || l4_room < sizeof(*tcph))
 			return -1;
 		pkt->l4_check = &tcph->check;
+		pkt->tcp_syn = tcph->syn && !tcph->ack;
 	} else if (proto == IPPROTO_UDP) {
 		struct udphdr *udph = nh->pos;
 
@@ -514,34 +516,36 @@ static __always_inline int verdict(struct lb_packet *pkt, int action, int reason
 
 #define NO_REASON (-1)
 
-/* ---- caches -------------------------------------------------------------------
+/* ---- caches and the conntrack clock ----------------------------------------
  * Two per-CPU caches spare the hit path its two most expensive steps:
  * lb_nexthop (bpf_fib_lookup results, see next_hop()) and lb_svc_cache
  * (lb_services lookups, see known_flow()).  Both go stale by time only,
- * on a clock read at most once per packet.  Built with XDP_LB_HZ (the
+ * on a clock read at most once per packet; lb_ct_entry.last_seen is on
+ * the same clock (see ct_stale()).  Built with XDP_LB_HZ (the
  * kernel's CONFIG_HZ, which the control plane reads from the kernel's
  * config and passes to clang), the clock is bpf_jiffies64(), the cheapest
  * there is; without it, bpf_ktime_get_coarse_ns(), a few ns more.  Both
  * move once per tick, precise enough for lifetimes of milliseconds
  * (bpf_ktime_get_ns() costs ~45 ns on a VM).  LB_MS() turns milliseconds
- * into the clock's unit, at least one tick. */
+ * into the clock's unit, at least one tick; LB_SEC() seconds (a run-time
+ * value: lb_config.flow_idle_timeout). */
 
 #ifdef XDP_LB_HZ
 #define LB_CLOCK() bpf_jiffies64()
 #define LB_MS(ms) (((__u64)(ms) * XDP_LB_HZ + 999) / 1000)
+#define LB_SEC(s) ((__u64)(s) * XDP_LB_HZ)
 #else
 #define LB_CLOCK() bpf_ktime_get_coarse_ns()
 #define LB_MS(ms) ((__u64)(ms) * 1000000)
+#define LB_SEC(s) ((__u64)(s) * 1000000000ULL)
 #endif
 
-#if XDP_LB_NH_TTL_MS || XDP_LB_SVC_TTL_MS
 static __always_inline __u64 cache_clock(struct lb_packet *pkt)
 {
 	if (!pkt->now)
 		pkt->now = LB_CLOCK();
 	return pkt->now;
 }
-#endif
 
 /* ---- next hop ------------------------------------------------------------------
  *
@@ -965,13 +969,95 @@ static __always_inline __be16 nat_alloc_port(const struct lb_packet *pkt,
 	return 0;
 }
 
+/* ---- conntrack expiry ----------------------------------------------------------------
+ * An entry keeps a flow on its backend while the flow lasts; a new flow
+ * that happens to reuse the 5-tuple must not inherit it, or a drained
+ * backend keeps getting clients that reuse ports (NTP, resolvers, NAT
+ * gateways).  As in Katran: a TCP SYN without ACK always starts a new
+ * connection, and a UDP flow silent for longer than
+ * lb_config.flow_idle_timeout has ended.  Other TCP packets keep the
+ * backend however long the connection was idle (its state lives on the
+ * backend).  A rescheduled flow that lands on the backend it had keeps its
+ * entry and NAT port (a retransmitted SYN, or a ring that did not change):
+ * only a move to another backend claims a new port and releases the old
+ * reply entry (nat_release()). */
+
+static __always_inline int addr_same(const __u32 *a, const __u32 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+/* Is this packet a new flow although ``ct`` names one? */
+static __always_inline int ct_stale(struct lb_packet *pkt, const struct lb_config *cfg,
+				    const struct lb_ct_entry *ct)
+{
+	__u64 idle;
+
+	if (pkt->flow.proto == IPPROTO_TCP)
+		return pkt->tcp_syn;
+	if (!cfg->flow_idle_timeout)
+		return 0;
+	/* Signed: another CPU may have stored a tick later than ours. */
+	idle = cache_clock(pkt) - ct->last_seen;
+	return (__s64)idle > (__s64)LB_SEC(cfg->flow_idle_timeout);
+}
+
+/* Marks the entry seen now.  The clock moves once per tick, so at high
+ * rates most packets find the value current and leave the cache line
+ * clean for the other CPUs. */
+static __always_inline void ct_touch(struct lb_packet *pkt, struct lb_ct_entry *ct)
+{
+	__u64 now = cache_clock(pkt);
+
+	if (ct->last_seen != now)
+		ct->last_seen = now;
+}
+
+/* nat: the flow moves from ``old``'s backend to another one: delete the
+ * old reply entry (old backend:bport -> snat:old port), so that the port
+ * is free again and late packets from the old backend are not translated
+ * into the new connection.  Only an entry that still names this client
+ * flow is deleted; if the old backend's slot was cleared (removed), its
+ * address is unknown and the entry is left to the LRU (it can only match
+ * packets from that address, and holds one port meanwhile). */
+static __always_inline void nat_release(const struct lb_packet *pkt, const __u32 *snat,
+					const struct lb_ct_entry *old)
+{
+	const struct lb_flow *f = &pkt->flow;
+	struct lb_flow reply = {};
+	struct lb_nat_entry *nat;
+	struct lb_backend *be;
+	__u32 id = old->backend_id;
+
+	if (!old->nat_port)
+		return;
+	be = bpf_map_lookup_elem(&lb_backends, &id);
+	if (!be || be->family != f->family)
+		return;
+	reply.src[0] = be->addr[0];
+	reply.dst[0] = snat[0];
+	if (f->family == AF_INET6) {
+		__builtin_memcpy(reply.src, be->addr, sizeof(reply.src));
+		__builtin_memcpy(reply.dst, snat, sizeof(reply.dst));
+	}
+	reply.sport = be->port ? be->port : f->dport;
+	reply.dport = old->nat_port;
+	reply.proto = f->proto;
+	reply.family = f->family;
+	nat = bpf_map_lookup_elem(&lb_nat_rev, &reply);
+	if (!nat || nat->client_port != f->sport || nat->vip_port != f->dport ||
+	    !addr_same(nat->client, f->src) || !addr_same(nat->vip, f->dst))
+		return;
+	bpf_map_delete_elem(&lb_nat_rev, &reply);
+}
+
 /* ---- entry ------------------------------------------------------------------------- */
 
 SEC("xdp")
 int xdp_lb(struct xdp_md *ctx)
 {
 	struct lb_packet pkt = {};
-	struct lb_ct_entry *ct, new_ct = {};
+	struct lb_ct_entry *ct, *old = NULL, new_ct = {};
 	struct lb_service *svc = NULL;
 	struct lb_backend *be = NULL;
 	struct lb_config *cfg;
@@ -1007,10 +1093,15 @@ int xdp_lb(struct xdp_md *ctx)
 
 	/* Known flow: keep its backend while that backend is active and of
 	 * the flow's service (a draining backend, weight 0, is out of the ring
-	 * but still active).  The service cache usually answers for the
+	 * but still active), unless the packet starts a new flow on the old
+	 * entry (ct_stale()).  The service cache usually answers for the
 	 * service; otherwise, and for every other packet, lb_services does:
 	 * not a service, pass. */
 	ct = bpf_map_lookup_elem(&lb_ct, &pkt.flow);
+	if (ct && ct_stale(&pkt, cfg, ct)) {
+		old = ct;
+		ct = NULL;
+	}
 	if (ct)
 		be = known_flow(&pkt, ct);
 	if (!be) {
@@ -1024,12 +1115,21 @@ int xdp_lb(struct xdp_md *ctx)
 		known = 1;
 		be_id = ct->backend_id;
 		nat_port = ct->nat_port;
+		ct_touch(&pkt, ct);
 	} else {
+		if (ct)                 /* its backend is gone: scheduled afresh */
+			old = ct;
 		be_id = pick_backend(&pkt, svc);
 		be = usable_backend(be_id, svc, pkt.flow.family);
 		if (!be) {
 			lb_debug("no backend for service %u", svc->id);
 			return verdict(&pkt, XDP_DROP, XDP_LB_STAT_NO_BACKEND);
+		}
+		if (old && old->backend_id == be_id) {
+			/* The new flow lands where the old one was: same entry. */
+			known = 1;
+			nat_port = old->nat_port;
+			ct_touch(&pkt, old);
 		}
 	}
 
@@ -1038,6 +1138,7 @@ int xdp_lb(struct xdp_md *ctx)
 		if (!known) {
 			lb_debug("dsr: new flow to backend %u", be_id);
 			new_ct.backend_id = be_id;
+			new_ct.last_seen = cache_clock(&pkt);
 			bpf_map_update_elem(&lb_ct, &pkt.flow, &new_ct, BPF_ANY);
 		}
 		/* Route towards the backend, packet addresses unchanged: only
@@ -1062,8 +1163,11 @@ int xdp_lb(struct xdp_md *ctx)
 			return verdict(&pkt, XDP_DROP, XDP_LB_STAT_CT_FULL);
 		}
 		lb_debug("nat: new flow to backend %u, port %u", be_id, bpf_ntohs(nat_port));
+		if (old)
+			nat_release(&pkt, snat, old);
 		new_ct.backend_id = be_id;
 		new_ct.nat_port = nat_port;
+		new_ct.last_seen = cache_clock(&pkt);
 		bpf_map_update_elem(&lb_ct, &pkt.flow, &new_ct, BPF_ANY);
 	}
 

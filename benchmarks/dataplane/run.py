@@ -29,10 +29,18 @@ The "no caches" row is the same source built with -DXDP_LB_NH_TTL_MS=0
 (which also turns the service cache off: every packet calls bpf_fib_lookup
 and looks lb_services up), loaded next to the default build on the same
 maps.
+
+The "baseline" rows are the data plane of another revision (--baseline,
+default main: `git show REV:files/...`), built with the same defines and
+loaded next to this one on maps of its own (a second pin directory on the
+same bpffs; its structs are a prefix of this checkout's, so the same
+writers fill them), measured in the same rounds: before/after of a change
+in one interleaved run.
 """
 import argparse
 import ctypes as ct
 import os
+import subprocess
 import platform
 import statistics
 import sys
@@ -205,7 +213,45 @@ SCENARIOS = [
      "replies (two reply entries translating into each other)"),
     ("dsr, conntrack hit", "lb", scen_dsr_hit, L.XDP_REDIRECT, None,
      "same (dsr keeps the addresses)"),
+    ("nat, conntrack hit, baseline", "baseline", scen_nat_hit, L.XDP_REDIRECT, cycle_nat_hit,
+     "as \"nat, conntrack hit\", the --baseline revision's data plane"),
+    ("dsr, conntrack hit, baseline", "baseline", scen_dsr_hit, L.XDP_REDIRECT, None,
+     "as \"dsr, conntrack hit\", the --baseline revision's data plane"),
 ]
+
+
+def baseline_sources(rev, dest):
+    """files/xdp_loadbalancer.c and xdp_lb.h of git revision ``rev`` into ``dest``."""
+    os.makedirs(dest)
+    for name in (build.SOURCE, build.HEADER):
+        data = subprocess.run(["git", "-C", ROOT, "show", "%s:files/%s" % (rev, name)],
+                              capture_output=True, check=True).stdout
+        with open(os.path.join(dest, name), "wb") as f:
+            f.write(data)
+    return dest
+
+
+def baseline_lab(lab, obj_path):
+    """A Lab view of the baseline program: same namespace, maps pinned in a
+    directory of their own under the lab's bpffs."""
+    base = L.Lab(lab.tag + "-baseline")
+    base.pin_root = os.path.join(lab.pin_root, "baseline")
+    base.ifindex = lab.ifindex
+    os.makedirs(base.pin_root)
+    base.load(obj_path)
+    return base
+
+
+def drop_baseline(base):
+    if base is None:
+        return
+    base.close_maps()
+    if base.obj:
+        base.obj.close()
+        base.obj = None
+    for name in os.listdir(base.pin_root):
+        os.unlink(os.path.join(base.pin_root, name))
+    os.rmdir(base.pin_root)
 
 
 class Runner:
@@ -268,6 +314,17 @@ def measure(runner, prog_fd, drop_fd, frames, expect, chunk=500):
     return statistics.median(diffs), statistics.median(kernel)
 
 
+BASELINE = ["main"]
+
+
+def _git(*argv):
+    try:
+        return subprocess.run(["git", "-C", ROOT] + list(argv), capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
 def machine_info():
     cpu = common.cpu_model()
     with open("/proc/sys/net/core/bpf_jit_enable") as f:
@@ -278,6 +335,8 @@ def machine_info():
         ("kernel", platform.release()),
         ("bpf_jit_enable", jit),
         ("compiler", build.compiler_version()),
+        ("this checkout", _git("describe", "--always", "--dirty")),
+        ("baseline", "%s = %s" % (BASELINE[0], _git("rev-parse", "--short", BASELINE[0]))),
         ("python", platform.python_version()),
         ("load average (1, 5, 15 min) at the end", "%.2f %.2f %.2f" % os.getloadavg()),
     ]
@@ -348,7 +407,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--packets", type=int, default=20000, help="repeat=1 runs per round and path")
     ap.add_argument("--repeat", type=int, default=1000000, help="kernel repeat count")
+    ap.add_argument("--baseline", default="main",
+                    help="git revision whose data plane the baseline rows run (default main)")
     args = ap.parse_args()
+    BASELINE[0] = args.baseline
     if os.geteuid() != 0:
         raise SystemExit("run as root (loads BPF programs, creates a namespace)")
     hermetic.enter_private_bpffs()   # a bpffs of its own at /sys/fs/bpf, gone with the process
@@ -358,6 +420,7 @@ def main():
     build_dir = tempfile.mkdtemp(prefix="xlbdp-bench-")
     lab = L.Lab("bench-%d" % os.getpid())
     tiny = []
+    base = None
     try:
         obj = build.compile_object(L.FILES, build_dir, build.host_defines())[0]
         lab.start(obj)
@@ -365,14 +428,19 @@ def main():
                 for name in ("drop", "macswap")]
         tiny.append(bpf.LoadedObject(build.compile_object(L.FILES, build_dir, dict(build.host_defines(), XDP_LB_NH_TTL_MS=0))[0],
                                      lab.pin_root))
+        base_obj = build.compile_object(baseline_sources(args.baseline, os.path.join(build_dir, "baseline")),
+                                        build_dir, build.host_defines())[0]
+        base = baseline_lab(lab, base_obj)
         progs = {"lb": lab.prog_fd, "drop": tiny[0].prog_fd, "macswap": tiny[1].prog_fd,
-                 "lb_nocache": tiny[2].prog_fd}
+                 "lb_nocache": tiny[2].prog_fd, "baseline": base.prog_fd}
+        labs = {"baseline": base}
 
         loops = {label: [] for label, *dummy in SCENARIOS}
         for dummy in range(args.rounds):
             for label, prog, scen, expect, _cycle_fn, _meaning in SCENARIOS:
-                lab.reset()
-                frames, dev = scen(lab, args.packets)
+                on = labs.get(prog, lab)
+                on.reset()
+                frames, dev = scen(on, args.packets)
                 runner = Runner(lab.ifindex[dev], max(len(f) for f in frames))
                 loops[label].append(measure(runner, progs[prog], progs["drop"], frames, expect))
 
@@ -381,8 +449,8 @@ def main():
         repeats = {label: [] for label, *dummy in SCENARIOS}
         for dummy in range(REPEAT_ROUNDS):
             for label, prog, scen, expect, cycle_fn, meaning in SCENARIOS:
-                repeats[label].append(repeat_once(lab, progs[prog], scen, cycle_fn, expect, label,
-                                                  args.repeat))
+                repeats[label].append(repeat_once(labs.get(prog, lab), progs[prog], scen, cycle_fn,
+                                                  expect, label, args.repeat))
         rows = []
         for label, prog, scen, expect, cycle_fn, meaning in SCENARIOS:
             if len({action for action, dummy in repeats[label]}) != 1:
@@ -395,6 +463,7 @@ def main():
     finally:
         for t in tiny:
             t.close()
+        drop_baseline(base)
         lab.stop()
         run(["rm", "-rf", build_dir], check=False)
 
@@ -403,7 +472,8 @@ def main():
 
 def print_report(rows, parts, args):
     print("Command: `make bench-dataplane` (= `.venv/bin/python benchmarks/dataplane/run.py "
-          "--rounds %d --packets %d --repeat %d`)\n" % (args.rounds, args.packets, args.repeat))
+          "--rounds %d --packets %d --repeat %d --baseline %s`)\n"
+          % (args.rounds, args.packets, args.repeat, args.baseline))
     for key, value in machine_info():
         print("- %s: %s" % (key, value))
     print()

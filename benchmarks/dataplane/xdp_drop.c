@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /* Benchmark baseline: the cheapest XDP program.  Measured the same way as
  * the load balancer, its time is the measuring loop's own overhead. */
 #include <linux/bpf.h>

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /* Benchmark reference: swap the Ethernet addresses and send the frame back
  * out (XDP_TX), the least a forwarding XDP program can do. */
 #include <linux/bpf.h>

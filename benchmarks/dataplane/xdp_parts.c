@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * Benchmark parts: the expensive steps of the load balancer's conntrack-hit
  * path, one per program, so their cost can be read next to the whole.

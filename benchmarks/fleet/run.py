@@ -50,6 +50,10 @@ all:
     ansible_ssh_private_key_file: {lab}/id_ed25519
     ansible_python_interpreter: /usr/bin/python3
     ansible_become: false
+    # Lab hosts only (new host keys every run): no host key checking, for
+    # ssh and for Mitogen (which reads ansible_host_key_checking).
+    ansible_host_key_checking: false
+    ansible_ssh_common_args: -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=ERROR
   children:
     xdp_lb_balancers:
       hosts:

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /* Traffic generator of the forwarding benchmark (xdp-trafficgen does not
  * load on this kernel): FLOWS connected UDP sockets, source ports
  * SPORT..SPORT+FLOWS-1, sending PAYLOAD-byte datagrams with sendmmsg in

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /* Receiver of the forwarding benchmark, attached to each backend's eth0:
  * counts the UDP packets to the benchmark's port (per CPU) and drops
  * them, so the backend spends nothing on them beyond the count.  Other

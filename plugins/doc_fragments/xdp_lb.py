@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -19,7 +20,9 @@ options:
     type: path
     default: /var/lib/netfleet-xdp-lb
 requirements:
-  - Linux with BPF, BTF and XDP (5.10 or later; managed neighbour entries for dsr mode need 5.16).
+  - Linux 5.11 or later with BPF and XDP; managed neighbour entries for C(mode=dsr) need 5.16. The
+    feature list and the versions it comes from are in C(docs/design.md) of the collection, section
+    "Kernel requirements". Only Linux 6.18 is tested.
   - root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for bpffs).
   - bpffs mounted at C(/sys/fs/bpf).
   - pyroute2 (Debian C(python3-pyroute2)), bcc's Python bindings (C(python3-bpfcc) / C(python3-bcc))

@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -143,13 +144,58 @@ options:
         type: str
         choices: [ip_hash, five_tuple, maglev]
         default: maglev
+      backend_group:
+        description:
+          - Inventory group whose hosts are backends of this service, resolved on the controller by the
+            action plugin from C(groups) and C(hostvars) (the backend hosts are never contacted; an
+            unreachable host is still a backend unless its variables say otherwise).
+          - Each host's service address is its C(xdp_lb_backend_ipv4) or C(xdp_lb_backend_ipv6) variable,
+            by the family of O(services[].vip). Its C(xdp_lb_backend_port) (nat only; dsr ignores it),
+            C(xdp_lb_backend_weight) (0 to 1000) and C(xdp_lb_backend_pool_state) (V(active); V(drain), weight
+            0, established flows stay; V(absent), not a backend) override O(services[].backend_port) and
+            O(services[].backend_weight).
+          - The group's backends follow the literal O(services[].backends), sorted by address, port and
+            host name, so every balancer gets the same list whatever the inventory order.
+          - Fails before the module runs, naming the service, group and host, when the group does not
+            exist, resolves to no backend (unless O(services[].allow_no_backends)), a host has no address
+            of the service's family, a host's variable has the wrong type or range, or a backend comes
+            both from the group and from a literal entry.
+          - In diff mode the result lists the backends that join, leave or change weight, by inventory
+            host name and address (RV(backend_changes)).
+        type: str
+      backend_port:
+        description:
+          - Default backend port of the O(services[].backend_group) hosts (O(mode=nat) only). Defaults to
+            the service port.
+        type: int
+      backend_weight:
+        description: Default weight of the O(services[].backend_group) hosts.
+        type: int
+        default: 100
+      backend_use_ansible_host:
+        description:
+          - Use a host's C(ansible_host) as its service address when it has no C(xdp_lb_backend_ipv4)
+            (IPv4 service) or C(xdp_lb_backend_ipv6) (IPv6 service).
+          - Off by default, because C(ansible_host) is usually a management address.
+        type: bool
+        default: false
+      allow_no_backends:
+        description:
+          - Allow the service to have no usable backend (no backends, an empty or all-absent
+            O(services[].backend_group), or every weight 0). It then serves nothing.
+          - Without it such a service is an error naming the service, so that a typo or a drained pool
+            does not silently black-hole a VIP.
+        type: bool
+        default: false
       backends:
         description:
-          - The service's backends. O(mode=nat) and O(mode=dsr) need at least one.
+          - The service's literal backends. In O(mode=nat) and O(mode=dsr), together with the hosts of
+            O(services[].backend_group), at least one with a weight above 0 (see
+            O(services[].allow_no_backends)).
           - Same address family as O(services[].vip).
+          - Optional when O(services[].backend_group) is set.
         type: list
         elements: dict
-        required: true
         suboptions:
           address:
             description: Backend IP address.
@@ -185,6 +231,19 @@ options:
     description: Highest source port of the NAT port pool (inclusive).
     type: int
     default: 32767
+  flow_idle_timeout:
+    description:
+      - Seconds a UDP flow may be silent and keep its backend (O(mode=nat) and O(mode=dsr)).
+        Its next packet after a longer silence is a new flow, scheduled afresh, so it honours
+        the current weights and drains (a client that reuses its source port, such as NTP, a
+        DNS resolver or a NAT gateway, no longer sticks to a drained backend).
+      - V(0) keeps UDP flows on their backend until the connection table needs the room.
+      - TCP does not time out; a SYN without ACK on a known flow is always a new connection,
+        whatever this value.
+      - Written into the data plane's configuration map, so a change needs no recompile and
+        keeps connection tracking.
+    type: int
+    default: 30
   ring_size:
     description:
       - Entries in each service's lookup table. Must be a prime greater than 100 times the largest
@@ -218,6 +277,19 @@ options:
     description: The clang compiler to build with (name in C(PATH) or absolute path).
     type: str
     default: clang
+  health_checks:
+    description:
+      - Whether a health checker runs for this instance (C(cli health <name>), which the
+        netfleet.xdp_lb.xdp_lb role runs as C(netfleet-xdp-lb-health-<name>.service) when
+        C(xdp_lb_health_checks) is on). Only then does its status file
+        C(<state_dir>/health/<name>.json) drain backends, that is give weight 0 to those it marks
+        down.
+      - V(false) ignores that file and removes it, so every backend has its configured weight. The
+        value is kept in the state file, so boot-time restore and the checker follow it too. A
+        checker that still runs sees it there, removes its status file and exits. State files written
+        before this option existed count as V(true).
+    type: bool
+    default: false
   netns:
     description:
       - Name of a network namespace under C(/var/run/netns) to work in.
@@ -407,6 +479,28 @@ options:
             type: list
             elements: path
             required: true
+      stop_on_remove:
+        description:
+          - Services that are turned off, with their paths in O(host_setup.absent). Before those paths are
+            removed (and before the balancer is configured), each unit is stopped (C(systemctl stop)) and
+            disabled (C(systemctl disable)); after they are removed, systemd is reloaded
+            (O(host_setup.systemd_reload)). Removing a unit file alone leaves its service running.
+          - Where systemd runs, a unit is stopped when it is active (also after an earlier run removed its
+            files) and disabled while its unit file (the path named like the unit) exists. Where it does not
+            run, nothing is run and RV(host_setup.systemctl) says what would have run.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          unit:
+            description: The unit's name.
+            type: str
+            required: true
+          paths:
+            description: Its paths among O(host_setup.absent); the one named like the unit is its unit file.
+            type: list
+            elements: path
+            required: true
   _sources:
     description:
       - Internal. The action plugin sets it to the data-plane source files. Do not set it.
@@ -426,15 +520,33 @@ notes:
     Linux 5.16 and later), so the kernel keeps it resolved even without traffic. Without a
     resolved neighbour, packets go to the kernel untouched. The module warns if it cannot create
     such an entry. It leaves C(PERMANENT) and C(NOARP) entries alone.
+  - The data-plane contract, map layout, apply order and the kernel versions each feature needs
+    are in C(docs/design.md) of the collection.
 seealso:
   - module: netfleet.xdp_lb.xdp_lb_info
-  - name: Design of netfleet.xdp_lb
-    description: Data-plane contract, map layout and apply order (docs/design.md in the collection).
-    link: https://example.invalid/netfleet/xdp_lb/docs/design.md
 '''
 
 EXAMPLES = r'''
-- name: NAT load balancer for a web service, on the client and the backend side
+# The backends are the hosts of the inventory group "web", each with
+# xdp_lb_backend_ipv4 (and xdp_lb_backend_ipv6 for IPv6 services) in its
+# host_vars; xdp_lb_backend_pool_state: drain (or absent) on a host drains it.
+- name: NAT load balancer whose backends are the inventory group web
+  netfleet.xdp_lb.xdp_lb:
+    name: web
+    interfaces: [eth0, eth1]
+    mode: nat
+    services:
+      - vip: 198.18.0.10
+        port: 80
+        backend_group: web
+        backend_port: 8080
+      - vip: "fd00:18::10"
+        port: 80
+        backend_group: web
+        backends:   # literal entries and a group together
+          - address: "fd00:18::2:99"
+
+- name: NAT load balancer for a web service, literal backends
   netfleet.xdp_lb.xdp_lb:
     name: web
     interfaces: [eth0, eth1]
@@ -611,9 +723,21 @@ services:
       description: Short digest of the service's lookup table content.
       type: str
     backends:
-      description: Backends with C(address), C(port), C(weight) and the stable C(id).
+      description: Backends with C(address), C(port), C(weight), the stable C(id) and, for backends of an
+        inventory group, the inventory C(host).
       type: list
       elements: dict
+backend_changes:
+  description:
+    - Backends that join, leave or change weight (C(change) is C(join), C(leave) or C(weight)), by
+      C(service), inventory C(host) (null if no host of the inventory has that address), C(address),
+      C(port), C(backend) (the address and port as text), C(weight) and C(weight_before).
+    - Only for tasks with a O(services[].backend_group), in diff mode (also with check mode).
+  returned: when a service uses backend_group and diff mode is on
+  type: list
+  elements: dict
+  sample: [{change: join, service: tcp/198.18.100.1:80, host: web-3, address: 198.18.20.13, port: 80,
+            backend: "198.18.20.13:80", weight: 100}]
 nat_source_ipv4:
   description: NAT source address used for IPv4 backends (configured or detected), null if unused.
   returned: when O(state=present)
@@ -674,6 +798,20 @@ host_setup:
       type: list
       elements: str
       sample: [netfleet-xdp-lb-health-default.service]
+    systemctl:
+      description:
+        - The systemctl commands of this run in the order they ran (stop and disable of
+          O(host_setup.stop_on_remove), daemon-reload, restarts), or would have run where
+          RV(host_setup.systemctl_ran) is false.
+      type: list
+      elements: str
+      sample: ["systemctl stop netfleet-xdp-lb-health-default.service",
+               "systemctl disable netfleet-xdp-lb-health-default.service", "systemctl daemon-reload"]
+    systemctl_ran:
+      description: Whether the commands of RV(host_setup.systemctl) ran; false in check mode and where systemd
+        does not run (then they are what would have run).
+      type: bool
+      sample: true
     systemd_version:
       description: systemd's version (0 without systemctl), read when O(host_setup.bpffs_unit) is given.
       type: int
@@ -737,6 +875,9 @@ HOST_SETUP_SPEC = dict(
     restart_on_change=dict(type='list', elements='dict', default=[], options=dict(
         unit=dict(type='str', required=True),
         paths=dict(type='list', elements='path', required=True))),
+    stop_on_remove=dict(type='list', elements='dict', default=[], options=dict(
+        unit=dict(type='str', required=True),
+        paths=dict(type='list', elements='path', required=True))),
 )
 
 ARGUMENT_SPEC = dict(
@@ -752,12 +893,14 @@ ARGUMENT_SPEC = dict(
     nat_source_ipv6=dict(type='str'),
     nat_port_min=dict(type='int', default=20000),
     nat_port_max=dict(type='int', default=32767),
+    flow_idle_timeout=dict(type='int', default=30),
     ring_size=dict(type='int', default=65537),
     max_services=dict(type='int', default=32),
     max_backends=dict(type='int', default=4096),
     conntrack_size=dict(type='int', default=65536),
     debug=dict(type='bool', default=False),
     clang=dict(type='str', default='clang'),
+    health_checks=dict(type='bool', default=False),
     netns=dict(type='str'),
     source=dict(type='path'),
     pin_dir=dict(type='path'),
@@ -802,7 +945,8 @@ def host_setup_start(module, host):
     """Before the balancer: the host's OS, packages, the comparison, and
     every check of what will be written.  Fails (changing nothing) on
     missing packages or bad input.  Returns (manifest, report, plan, the
-    file specs that differ)."""
+    file specs that differ, the systemctl commands that turn off the units of
+    stop_on_remove)."""
     for field in ('files', 'directories'):
         for spec in host[field]:
             if spec.get('mode') is not None:
@@ -816,8 +960,9 @@ def host_setup_start(module, host):
     manifest['sysctl'] = dict((str(k), str(v)) for k, v in host['sysctl'].items())
     manifest['package_query'] = PACKAGE_QUERY.get(host_os['pkg_mgr'])
     report = dict(in_sync=False, drift=[], changed_items=[], packages=[], os=host_os, systemd_reloaded=False,
-                  restarted=[])
+                  restarted=[], systemctl=[], systemctl_ran=False)
     found = dict(files=[])
+    stops = []
     try:
         manifest['packages'] = package_list(host, host_os)
         manifest, version = hostsetup.fold_bpffs_unit(hostsetup.fold_engine_tree(manifest))
@@ -833,11 +978,12 @@ def host_setup_start(module, host):
         plan = None
         if found['drift'] and not module.check_mode:
             plan = hostsetup.prepare(manifest, found)
+        stops = hostsetup.stop_plan(manifest, host_os['service_mgr'])
     except hostsetup.HostSetupError as exc:
         module.fail_json(msg='host_setup: %s' % exc, host_setup=report)
     except (IOError, OSError) as exc:
         module.fail_json(msg='host_setup: %s' % exc, host_setup=report)
-    return manifest, report, plan, found['files']
+    return manifest, report, plan, found['files'], stops
 
 
 def main():
@@ -848,15 +994,21 @@ def main():
     )
     host = module.params['host_setup']
     manifest = report = plan = differing = None
+    stops = []
     if host is not None and module.params['netns']:
         module.fail_json(msg='host_setup: not with netns %r (sysctls and mounts would apply to the '
                          "module's own namespaces)" % module.params['netns'])
     if host is not None:
         # Packages first: without them bcc and pyroute2 may be missing too.
-        manifest, report, plan, differing = host_setup_start(module, host)
+        manifest, report, plan, differing, stops = host_setup_start(module, host)
+    # Where systemd does not run (or in check mode) systemctl commands are
+    # only reported (host_setup.systemctl), as what would have run.
+    systemd = host is not None and report['os']['service_mgr'] == 'systemd' and not module.check_mode
     deps.fail_if_missing(module, missing_required_lib)
 
-    params = dict((k, v) for k, v in module.params.items() if not k.startswith('_') and k != 'host_setup')
+    # The options by their canonical names: module.params also holds each
+    # alias given (interface), which AnsibleModule has already resolved.
+    params = dict((k, module.params[k]) for k in ARGUMENT_SPEC if not k.startswith('_') and k != 'host_setup')
     try:
         cfg = model.validate(params)
     except model.ConfigError as exc:
@@ -878,6 +1030,11 @@ def main():
         try:
             if host is not None and host['bpffs'] and not report['bpffs_mounted']:
                 hostsetup.mount_bpffs()
+            if stops and systemd:
+                # What is turned off stops first and is disabled while its
+                # unit file is still there (a removed unit file does not stop
+                # a running service).
+                hostsetup.run_stops(stops)
             if plan is not None:
                 # Before the balancer: a feature turned off goes first (the
                 # health checker's status must not drain backends any more).
@@ -898,14 +1055,19 @@ def main():
             except (IOError, OSError) as exc:
                 module.fail_json(msg='host_setup: the balancer is configured, the host setup failed: %s' % exc,
                                  host_setup=report)
-            reload_, units = hostsetup.systemd_actions(manifest, report['changed_items'], report['os']['service_mgr'])
+        # What changed, or in check mode what would (the paths of the drift lines).
+        changed = report['changed_items'] if plan is not None else \
+            [line.split(': ', 1)[0] for line in report['drift']] if module.check_mode else []
+        reload_, units = hostsetup.systemd_actions(manifest, changed, 'systemd')
+        if plan is not None and systemd:
             try:
                 hostsetup.run_systemd(reload_, units)
             except hostsetup.command.CommandError as exc:
                 module.fail_json(msg='host_setup: the balancer and the files are in place, systemctl failed: %s' % exc,
                                  host_setup=report)
             report.update(systemd_reloaded=reload_, restarted=units)
-        host_changed = bool(report['changed_items']) or (module.check_mode and not report['in_sync'])
+        report.update(systemctl=hostsetup.systemctl_lines(stops, reload_, units), systemctl_ran=systemd)
+        host_changed = bool(report['changed_items']) or bool(stops) or (module.check_mode and not report['in_sync'])
         result['changed'] = result.get('changed', False) or host_changed
         if module._diff and not report['in_sync']:
             diffs = [result['diff']] if result.get('diff') else []

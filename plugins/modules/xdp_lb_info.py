@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -103,7 +104,14 @@ instances:
     services:
       description:
         - Services as the maps hold them. Each has C(service) (C(protocol/vip:port)), C(id),
-          C(scheduler), C(ring_slot), C(ring) (a digest of the live lookup table) and C(backends).
+          C(scheduler), C(ring_slot), C(ring), C(ring_addr_digest) and C(backends).
+        - C(ring) is a short digest of the live lookup table as it is stored, backend ids per
+          slot. Ids depend on a host's history (removed backends free ids that later adds
+          reuse), so two hosts with the same inventory can differ here.
+        - C(ring_addr_digest) is the SHA-256 (hex) of the address-level table, the backend
+          address, port and family per slot (zeros for an empty slot), independent of ids.
+          Hosts that send every flow to the same backend report the same value, so compare it
+          across a fleet to prove identical forwarding.
         - Each backend has C(address), C(port), C(id), C(weight), and C(packets) and C(bytes)
           summed over all CPUs.
       type: list
@@ -126,7 +134,7 @@ instances:
     config:
       description:
         - The live lb_config. It holds C(mode), C(redirect_algorithm), C(redirect_count), the NAT
-          port range and the NAT source addresses.
+          port range, the NAT source addresses and C(flow_idle_timeout).
       type: dict
 '''
 
@@ -143,6 +151,11 @@ def main():
         ),
         supports_check_mode=True,
     )
+    if module.params['name'] is not None:
+        try:
+            model.check_name(module.params['name'])
+        except model.ConfigError as exc:
+            module.fail_json(msg=str(exc), field=exc.path)
     deps.fail_if_missing(module, missing_required_lib)
     instances = engine.info(module.params['state_dir'], module.params['name'])
     module.exit_json(changed=False, instances=instances)

@@ -80,6 +80,8 @@ all:
     ansible_user: root
     ansible_ssh_private_key_file: $DIR/id_ed25519
     ansible_python_interpreter: /usr/bin/python3
+    # Lab hosts only (new host keys every run): no host key checking.
+    ansible_host_key_checking: false
     ansible_ssh_common_args: >-
       -o KexAlgorithms=curve25519-sha256 -o UserKnownHostsFile=/dev/null
       -o StrictHostKeyChecking=no -o IdentitiesOnly=yes -o LogLevel=ERROR

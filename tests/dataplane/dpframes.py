@@ -18,10 +18,10 @@ def ip_layer(src, dst, **kw):
 
 
 def frame(src, dst, proto, sport, dport, smac, dmac, payload=b"hello xdp_lb",
-          udp_chksum=None, **ip_kw):
+          udp_chksum=None, tcp_flags="PA", **ip_kw):
     """Ether/IP(v6)/TCP|UDP/payload with scapy's checksums (unless given)."""
     if proto == "tcp":
-        l4 = TCP(sport=sport, dport=dport, flags="PA", seq=1000, ack=2000)
+        l4 = TCP(sport=sport, dport=dport, flags=tcp_flags, seq=1000, ack=2000 if "A" in tcp_flags else 0)
     else:
         l4 = UDP(sport=sport, dport=dport)
         if udp_chksum is not None:

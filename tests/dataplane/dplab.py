@@ -177,10 +177,10 @@ class Lab:
 
     # ---- map writers (deliberately small; the control plane has its own) -----
     def configure(self, mode, redirect_algo=0, redirect_count=0, snat=True,
-                  port_min=40000, port_max=40999):
+                  port_min=40000, port_max=40999, flow_idle_timeout=0):
         cfg = layout.LbConfig(mode=mode, redirect_algo=redirect_algo,
                               redirect_count=redirect_count, port_min=port_min,
-                              port_max=port_max)
+                              port_max=port_max, flow_idle_timeout=flow_idle_timeout)
         if snat:
             cfg.snat_v4 = layout.pack_addr(SNAT4)[0][0]
             cfg.snat_v6 = layout.pack_addr(SNAT6)[0]

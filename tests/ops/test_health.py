@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Health checks (xdp_lb_health_checks) on the netns lab (prefix xlbr-h-).
 
 The role installs netfleet-xdp-lb-health-default.service; there is no
@@ -14,6 +15,19 @@ ones its sshd, hence Ansible, uses), and ends it at the end.
   UDP (dnsmasq on be2 still up) keeps be2;
 - a play run meanwhile changes nothing and keeps be2 drained;
 - nginx started again: be2 is back after `rise` passes, rings as before.
+
+A checker that is turned off or removed drains nothing (issue 12), with a
+real checker process marking be2 down (nginx stopped) meanwhile:
+
+- xdp_lb_health_checks turned off: on that run the TCP rings in the live
+  maps are the deployed ones again (be2 has its configured weight, though
+  it is still down), the module's result says what systemctl would have run
+  (stop, disable, daemon-reload: no systemd here), and the checker process
+  ends by itself (the state file says health checks are off) and removes
+  its status; a stale status file written back is applied neither by a play
+  run nor by boot-time restore;
+- xdp_lb_state absent: the checker ends (no state file) and leaves no
+  status file; the result names the same systemctl commands.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -92,12 +106,13 @@ def lab(tmp_path_factory):
     assert PREFIX not in sh(["ip", "netns", "list"]).stdout.decode()
 
 
-def site(lab, name):
+def site(lab, name, *args, **overrides):
     vars_file = lab["tmp"] / ("%s.json" % name)
-    vars_file.write_text(json.dumps(EXTRA))
+    vars_file.write_text(json.dumps(dict(EXTRA, **overrides)))
     proc = sh([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", os.path.join(LAB, "inventory.yml"),
-               os.path.join(ROOT, "playbooks", "site.yml"), "-e", "@%s" % vars_file],
-              env=ansible_env(lab["cp_dir"]), cwd=ROOT)
+               os.path.join(ROOT, "playbooks", "site.yml"), "-e", "@%s" % vars_file] + list(args),
+              # results as JSON where -v prints them (module_result reads them)
+              env=dict(ansible_env(lab["cp_dir"]), ANSIBLE_CALLBACK_RESULT_FORMAT="json"), cwd=ROOT)
     out = proc.stdout.decode("utf-8", "replace")
     (lab["tmp"] / ("%s.log" % name)).write_text(out)
     assert proc.returncode == 0, out[-4000:]
@@ -125,14 +140,19 @@ def unit_command():
     return ["nsenter", "-t", sshd_pid(), "-m", "-n"] + argv, env
 
 
-def rings():
-    """{service: ring digest} from the balancer's live maps (cli status)."""
+def cli(*args):
+    """The engine's command line on the balancer (its mount and network namespace)."""
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".collections"), PYTHONDONTWRITEBYTECODE="1")
     proc = sh(["nsenter", "-t", sshd_pid(), "-m", "-n", "/usr/bin/python3", "-m",
                "ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli",
-               "--state-dir", STATE_DIR, "status", "default"], env=env)
+               "--state-dir", STATE_DIR] + list(args), env=env)
     assert proc.returncode == 0, proc.stdout.decode()
-    return dict((s["service"], s["ring"]) for s in json.loads(proc.stdout.decode())[0]["services"])
+    return json.loads(proc.stdout.decode())
+
+
+def rings():
+    """{service: ring digest} from the balancer's live maps (cli status)."""
+    return dict((s["service"], s["ring"]) for s in cli("status", "default")[0]["services"])
 
 
 def status():
@@ -227,3 +247,114 @@ def test_health_checker_drains_and_restores_a_backend(lab):
     log.close()
     text = open(str(lab["tmp"] / "health.log")).read()
     assert "198.18.1.12:80 is down" in text and "198.18.1.12:80 is up" in text, text
+
+
+# ---- a checker that is turned off or removed drains nothing --------------------
+
+SYSTEMCTL_OFF = ["systemctl stop netfleet-xdp-lb-health-default.service",
+                 "systemctl disable netfleet-xdp-lb-health-default.service", "systemctl daemon-reload"]
+
+
+def end_checkers(lab):
+    """Ends the checkers an earlier test started (one checker at a time)."""
+    for p in lab["procs"]:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            p.wait(10)
+
+
+def start_checker(lab, name):
+    """The checker as its unit runs it, in the background: (process, log path)."""
+    argv, env = unit_command()
+    path = str(lab["tmp"] / name)
+    with open(path, "w") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+    lab["procs"].append(proc)
+    return proc, path
+
+
+def nginx_running():
+    try:
+        with open(os.path.join(LAB, "be2", "nginx.pid")) as f:
+            return os.path.exists("/proc/%d" % int(f.read().strip()))
+    except (IOError, OSError, ValueError):
+        return False
+
+
+def drain_be2(deployed):
+    nginx("stop")
+    wait_for("be2 drained from the TCP services",
+             lambda: os.path.exists(STATUS) and all(be2(status(), svc)["state"] == "down" for svc in TCP))
+    wait_for("TCP rings rebuilt without be2", lambda: all(rings()[s] != deployed[s] for s in TCP))
+
+
+def module_result(out, task):
+    """The xdp_lb module's result in a -v run (its task's section: 'changed: [host] => {...}')."""
+    section = out.split("TASK [netfleet.xdp_lb.xdp_lb : %s]" % task)[1].split("TASK [")[0]
+    return json.JSONDecoder().raw_decode(section.split(" => ", 1)[1])[0]
+
+
+def ended(proc, log, why):
+    """The checker process ended by itself (exit 0), saying why, and took its status file along."""
+    try:
+        proc.wait(BOUND)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the checker still runs %d s after the run; log: %s" % (BOUND, open(log).read()))
+    text = open(log).read()
+    assert proc.returncode == 0, text
+    assert "default: %s; status file removed, stopping" % why in text, text
+    assert not os.path.exists(STATUS)
+
+
+def test_turning_health_checks_off_ends_the_checker_and_restores_configured_weights(lab):
+    end_checkers(lab)
+    site(lab, "3-deploy")
+    deployed = rings()
+    proc, log = start_checker(lab, "health-off.log")
+    try:
+        drain_be2(deployed)
+        drained_status = open(STATUS).read()
+        assert proc.poll() is None
+
+        out = site(lab, "4-health-off", "-v", xdp_lb_health_checks=False)
+        result = module_result(out, "Configure the load balancer")
+        # no systemd as PID 1 here: what would have run, in its order
+        assert result["host_setup"]["systemctl"] == SYSTEMCTL_OFF, result["host_setup"]
+        assert result["host_setup"]["systemctl_ran"] is False
+        # that run: be2 (still down) back in the rings with its configured weight (live maps)
+        assert rings() == deployed
+        assert not os.path.exists(UNIT)
+        ended(proc, log, "health checks are off in the state file")
+        assert rings() == deployed
+
+        # A stale status file of the disabled checker is never applied: not by
+        # boot-time restore (the engine alone) nor by a play run.
+        with open(STATUS, "w") as f:
+            f.write(drained_status)
+        restored = cli("restore", "default")["default"]
+        assert not restored.get("failed"), restored
+        assert rings() == deployed and not os.path.exists(STATUS), restored
+        with open(STATUS, "w") as f:
+            f.write(drained_status)
+        site(lab, "5-health-off-stale-status", xdp_lb_health_checks=False)
+        assert rings() == deployed and not os.path.exists(STATUS)
+    finally:
+        if not nginx_running():
+            nginx("start")
+
+
+def test_state_absent_ends_the_checker(lab):
+    end_checkers(lab)
+    site(lab, "6-health-on-again")
+    deployed = rings()
+    proc, log = start_checker(lab, "health-absent.log")
+    try:
+        drain_be2(deployed)
+        out = site(lab, "7-absent", "-v", xdp_lb_state="absent")
+        result = module_result(out, "Remove the load balancer")
+        assert result["host_setup"]["systemctl"] == SYSTEMCTL_OFF, result["host_setup"]
+        assert not os.path.exists(UNIT) and not os.path.exists(os.path.join(STATE_DIR, "default.json"))
+        ended(proc, log, "the instance has no state file any more")
+    finally:
+        if not nginx_running():
+            nginx("start")

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Command line for hosts: restore instances after boot, show their status.
 
     python3 -m ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli restore --all
@@ -19,7 +20,9 @@ Prometheus text format (metrics.py) to FILE, atomically, or to stdout with
 failed (metrics still writes the file, with ``xdp_lb_up 0`` for it), 2 on
 usage errors.  health runs until stopped (or for --rounds rounds): it probes
 the instance's backends and drains/undrains them (health.py), writing
-``<state-dir>/health/<name>.json``; it logs transitions on stderr.
+``<state-dir>/health/<name>.json``; it logs transitions on stderr.  It
+exits 0, removing that file, when health checks are off for the instance
+or its state file is gone (a restart then finds the same and ends).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -87,6 +90,16 @@ def _health(args):
         except state.StateError as exc:
             _log(str(exc))
             data = None
+        else:
+            # Turned off or removed (health.py): the unit may be gone, or no
+            # systemd may be there to stop this process; its status must not
+            # drain anything, so it goes with the checker.
+            why = "the instance has no state file any more" if data is None else \
+                "health checks are off in the state file" if not health.enabled(data) else None
+            if why:
+                health.remove_status(args.state_dir, args.name)
+                _log("%s: %s; status file removed, stopping" % (args.name, why))
+                return 0
         changed = []
         if data is not None:
             with netlink.in_netns(data.get("netns")):

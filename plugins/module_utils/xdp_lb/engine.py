@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Plan and apply an instance: build, load, sync maps, attach; or remove it.
 
 ``run(cfg, ...)`` is what the module calls, ``restore(...)`` what boot-time
@@ -291,6 +292,8 @@ class Engine:
         self.want_diff = want_diff
         self.warnings = []
         self.changes = []
+        self.carry = False          # recreated maps: copy the connection tables over
+        self.backend_ids = {}
 
     # -- entry --
     def run(self):
@@ -337,7 +340,11 @@ class Engine:
         for fam in cfg.families():
             value = getattr(cfg, "nat_source_ipv%d" % fam)
             if value is None:
-                svc = [s for s in cfg.services if s.family == fam][0]
+                # allow_no_backends: a service may have none; the first that has one
+                with_backends = [s for s in cfg.services if s.family == fam and s.backends]
+                if not with_backends:
+                    continue
+                svc = with_backends[0]
                 first = svc.backends[0].address
                 value = netlink.source_address(first)
                 if value is None:
@@ -381,17 +388,24 @@ class Engine:
 
         # what is attached where
         attached = dict((name, netlink.xdp_query(ifindex[name])) for name in cfg.interfaces)
-        for name, a in attached.items():
+        for i, name in enumerate(cfg.interfaces):
+            a = attached[name]
             if a["prog_id"] and a["prog_id"] not in ours:
-                raise EngineError("interface %s already has an XDP program (id %d, %s) that instance %s does "
-                                  "not manage; detach it first (ip link set dev %s xdp off) or pick another "
-                                  "interface" % (name, a["prog_id"], a["mode"], cfg.name, name))
+                raise EngineError("interfaces[%d]: interface %s already has an XDP program (id %d, %s) that "
+                                  "instance %s does not manage; detach it first (ip link set dev %s xdp off) or "
+                                  "pick another interface" % (i, name, a["prog_id"], a["mode"], cfg.name, name))
         gone = [n for n in sorted((prev.get("interfaces") or {})) if n not in cfg.interfaces]
         dropped = [(name, idx, a) for name, idx, a in programs_on(gone) if a["prog_id"] in ours]
 
         # maps: reuse, or recreate if the build changes their shape
         resize = mapset.shape_mismatch(sizes) if mapset.any_exists() else []
-        if resize:
+        # recreated maps get the connection tables' entries before the swap
+        self.carry = bool(resize) and maps.migratable(mapset)
+        if resize and self.carry:
+            self.warnings.append("map shapes change (%s): the maps are recreated; established flows "
+                                 "(lb_ct, lb_nat_rev) are carried over, counters start at zero"
+                                 % ", ".join(resize))
+        elif resize:
             self.warnings.append("map sizes change (%s): the maps are recreated, conntrack and counters "
                                  "start empty" % ", ".join(resize))
         live = Tables() if resize or not mapset.exists() else \
@@ -407,7 +421,12 @@ class Engine:
         # configured weights.  A ring whose inputs (effective weights, ids,
         # scheduler, size) are those recorded, and whose live copy is still
         # the recorded one, is taken from the maps instead of being built.
-        down = health.drained(cfg.state_dir, cfg.name)
+        # Only while health checks are on: the status file of a checker that
+        # is turned off is never applied, and goes (stale_status below).
+        down = health.drained(cfg.state_dir, cfg.name) if cfg.health_checks else frozenset()
+        stale_status = health.status_path(cfg.state_dir, cfg.name)
+        if cfg.health_checks or not os.path.exists(stale_status):
+            stale_status = None
         rings, ring_record, built = maps.service_rings(
             [health.effective(s, down) for s in cfg.services], sids, bids, cfg.ring_size, live,
             prev.get("rings"))
@@ -416,6 +435,7 @@ class Engine:
         live_digests = dict((sids[k], v["ring"][:12]) for k, v in ring_record.items() if k not in built)
         want = maps.desired_tables(cfg, sids, bids, live, snat[4], snat[6], tx, rings)
         ops = maps.plan(live, want, cfg.ring_size)
+        self.backend_ids = bids
 
         # program
         prev_hash = (prev.get("build") or {}).get("hash")
@@ -452,7 +472,9 @@ class Engine:
                 "netns": cfg.netns,
                 "config": cfg.to_dict(),
                 "build": {"hash": b.digest, "object": b.obj, "source_dir": b.source_dir,
-                          "defines": sizes},
+                          "defines": sizes, "abi": layout.ABI_VERSION,
+                          "map_shapes": dict((k, list(v)) for k, v in
+                                             sorted(maps.expected_map_shapes(sizes).items()))},
                 "program": program,
                 "ids": {"services": sids, "backends": bids},
                 "rings": ring_record,
@@ -478,6 +500,8 @@ class Engine:
             self.changes.append("managed neighbour %s on %s" % (address, ifname))
         for address, _idx, ifname in neigh_drop:
             self.changes.append("remove managed neighbour %s on %s" % (address, ifname))
+        if stale_status:
+            self.changes.append("remove health status %s (health checks are off)" % stale_status)
         changed = bool(self.changes)
 
         services_after = describe_config(cfg, sids, bids, rings, digests)
@@ -525,6 +549,8 @@ class Engine:
         program = self._apply(ipr, ifindex, attached, dropped, b, pinned, mapset, ops, need_load, resize,
                               live, want, neigh_add, neigh_drop)
         state.save(cfg.state_file, record(program))
+        if stale_status:
+            health.remove_status(cfg.state_dir, cfg.name)
         final = pinned_program(cfg.pin_dir)
         try:
             result.update(self._report(ifindex, final, maps.MapSet(cfg.pin_dir), b, need_load))
@@ -591,6 +617,13 @@ class Engine:
                 done = maps.apply(target, ops)
             except (bpf.BPFError, OSError) as exc:
                 raise EngineError("writing the maps failed (previous content restored): %s" % exc)
+            if target is not mapset and self.carry:
+                # last, so that flows the old program starts meanwhile come along
+                moved = maps.migrate_flows(mapset, target, self.backend_ids,
+                                           maps.dataplane_now(cfg.defines().get("XDP_LB_HZ")))
+                self.warnings.append("carried %d flows and %d NAT reply entries into the new maps "
+                                     "(%d left behind: their backend is gone)"
+                                     % (moved["flows"], moved["nat_flows"], moved["dropped"]))
 
             if need_load:
                 pin_program(new["fd"], staging or cfg.pin_dir)
@@ -729,6 +762,8 @@ class Engine:
                         changes.append("remove pins in %s" % pin_dir)
                     if os.path.exists(cfg.state_file):
                         changes.append("remove state file %s" % cfg.state_file)
+                    if os.path.exists(health.status_path(cfg.state_dir, cfg.name)):
+                        changes.append("remove health status %s" % health.status_path(cfg.state_dir, cfg.name))
                     result = {"changed": bool(changes), "name": cfg.name, "state": "absent", "pin_dir": pin_dir,
                               "state_file": cfg.state_file, "changes": changes, "warnings": self.warnings}
                     if self.want_diff:
@@ -748,6 +783,7 @@ class Engine:
                 _close(pinned["fd"] if pinned else None)
             remove_pins(pin_dir)
             state.remove(cfg.state_file)
+            health.remove_status(cfg.state_dir, cfg.name)
             return result
 
 
@@ -858,6 +894,7 @@ def instance_info(data):
                 for s in services:
                     entry = t.service_entry(s["service"])
                     s["ring_slot"] = entry[1]
+                    s["ring_addr_digest"] = maps.ring_addr_digest(t.rings.get(entry[0]), t.backends)
                     for bk in s["backends"]:
                         counters = be_stats.lookup(layout.U32(bk["id"]))
                         bk.update(_sum(counters or []))

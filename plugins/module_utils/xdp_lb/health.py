@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Backend health checks: probes, rise/fall hysteresis, the status file.
 
 The checker (``cli health NAME``, run by netfleet-xdp-lb-health-NAME.service)
@@ -27,6 +28,14 @@ never puts a down backend back and the checker never reverts a play's
 change of weights or backends; the checker re-reads the state file every
 round.  On a transition the checker writes the status file, then re-applies
 the instance from its state file (``engine.restore``: same build, maps only).
+
+The status file counts only while health checks are on for the instance:
+the module's ``health_checks`` option, recorded in the state file
+(``enabled``).  With it off the engine ignores the file and removes it, and
+a checker that is still running (its unit was removed, or systemd is not
+there to stop it) sees it in the state file on its next round, removes its
+status file and exits 0; it exits the same way when the state file is gone
+(the instance was removed).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -69,6 +78,21 @@ def load_status(state_dir, name):
     if not isinstance(data, dict) or data.get("version") != STATUS_VERSION:
         return None
     return data
+
+
+def enabled(state_data):
+    """Whether health checks are on in a state dict (``config.health_checks``;
+    state files written before that option: on, as they were then)."""
+    return bool(((state_data or {}).get("config") or {}).get("health_checks", True))
+
+
+def remove_status(state_dir, name):
+    """Removes the status file; True if there was one."""
+    try:
+        os.unlink(status_path(state_dir, name))
+    except OSError:
+        return False
+    return True
 
 
 def backend_key(service_key, address, port):

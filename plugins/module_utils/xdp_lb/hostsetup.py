@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The host around the balancer: compare it with a manifest, and apply it.
 
 The xdp_lb role writes unit files, the engine tree, sysctls and their
@@ -35,7 +36,15 @@ A manifest (every key optional):
 - ``systemd_reload`` (commit's caller): ``systemctl daemon-reload`` after a
   unit file or link changed, where systemd runs (systemd_actions);
 - ``restart_on_change``: ``{unit, paths}``: restart the unit when one of
-  the paths changed, where systemd runs.
+  the paths changed, where systemd runs;
+- ``stop_on_remove``: ``{unit, paths}``: a service that is turned off, its
+  paths among ``absent``: stopped and disabled before they are removed
+  (stop_plan), so that it does not run on without its unit file.
+
+The order of a run: stop and disable what is turned off, remove the absent
+paths, (the balancer), write files and links, daemon-reload, restart.
+Where systemd does not run the systemctl commands are only reported, as
+what would have run (systemctl_lines).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -524,6 +533,49 @@ def systemd_actions(manifest, changed, service_mgr):
     units = [item["unit"] for item in manifest.get("restart_on_change") or []
              if changed.intersection(item.get("paths") or [])]
     return reload_, units
+
+
+def unit_active(unit):
+    """``systemctl is-active``: True when the unit runs (or starts)."""
+    try:
+        rc, dummy, dummy = command.run(["systemctl", "is-active", "--quiet", unit], check=False)
+    except command.CommandError:
+        return False
+    return rc == 0
+
+
+def stop_plan(manifest, service_mgr):
+    """The systemctl commands (argv lists, in order) that turn off each unit
+    of ``stop_on_remove`` before its paths go.
+
+    Where systemd runs: ``stop`` when the unit is active (also when an
+    earlier run removed its files and left it running), ``disable`` when its
+    unit file (the path named like the unit) is still there.  Elsewhere
+    nothing can be asked, so both count as needed while that file is there:
+    what would have run."""
+    out = []
+    for item in manifest.get("stop_on_remove") or []:
+        unit = item["unit"]
+        unit_file = any(os.path.basename(path) == unit and _lstat(path) is not None
+                        for path in item.get("paths") or [])
+        if unit_active(unit) if service_mgr == "systemd" else unit_file:
+            out.append(["systemctl", "stop", unit])
+        if unit_file:
+            out.append(["systemctl", "disable", unit])
+    return out
+
+
+def systemctl_lines(stops, reload_, units):
+    """The systemctl commands of a run, in order, as lines for the result."""
+    argvs = list(stops) + ([["systemctl", "daemon-reload"]] if reload_ else []) + \
+        [["systemctl", "restart", unit] for unit in units]
+    return [" ".join(argv) for argv in argvs]
+
+
+def run_stops(stops):
+    """Runs stop_plan's commands (stop, then disable, per unit)."""
+    for argv in stops:
+        command.run(argv)
 
 
 def run_systemd(reload_, units):

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """ctypes mirror of files/xdp_lb.h: the structs, enums and maps the data plane shares.
 
 Keep this file and the header in step; tests/unit checks the sizes against
@@ -15,7 +16,7 @@ import ipaddress
 import socket
 import struct
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 # Defaults of the compile-time sizes (override with build defines).
 DEFAULT_SIZES = {
@@ -58,6 +59,7 @@ class LbConfig(ct.Structure):
         ("port_max", ct.c_uint16),
         ("snat_v4", ct.c_uint32),
         ("snat_v6", Addr),
+        ("flow_idle_timeout", ct.c_uint32),
     ]
 
 
@@ -106,7 +108,22 @@ class LbCtEntry(ct.Structure):
         ("backend_id", ct.c_uint32),
         ("nat_port", ct.c_uint16),
         ("pad", ct.c_uint16),
+        ("last_seen", ct.c_uint64),
     ]
+
+
+class LbCtEntryV2(ct.Structure):
+    """lb_ct_entry up to ABI 2 (no last_seen): read when migrating older maps."""
+    _fields_ = [
+        ("backend_id", ct.c_uint32),
+        ("nat_port", ct.c_uint16),
+        ("pad", ct.c_uint16),
+    ]
+
+
+# lb_ct value layouts by value size: what a pinned lb_ct holds, whatever
+# build pinned it (the migration in engine.py converts between them).
+CT_ENTRY_LAYOUTS = {ct.sizeof(LbCtEntryV2): LbCtEntryV2, ct.sizeof(LbCtEntry): LbCtEntry}
 
 
 class LbNatEntry(ct.Structure):

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The control plane's view of the maps: read live content, compute the difference, apply it.
 
 Three layers, the first two pure:
@@ -25,6 +26,7 @@ import hashlib
 import os
 import socket
 import sys
+import time
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, layout, maglev
 
@@ -85,9 +87,11 @@ def decode_backend(value):
             bool(value.flags & layout.BACKEND_ACTIVE))
 
 
-def config_struct(mode, redirect_algorithm, redirect_count, port_min, port_max, snat_v4, snat_v6):
+def config_struct(mode, redirect_algorithm, redirect_count, port_min, port_max, snat_v4, snat_v6,
+                  flow_idle_timeout=0):
     cfg = layout.LbConfig(mode=layout.MODES[mode], redirect_algo=layout.REDIRECT_ALGOS[redirect_algorithm],
-                          redirect_count=redirect_count, port_min=port_min, port_max=port_max)
+                          redirect_count=redirect_count, port_min=port_min, port_max=port_max,
+                          flow_idle_timeout=flow_idle_timeout)
     flags = 0
     if snat_v4:
         cfg.snat_v4 = layout.pack_addr(snat_v4)[0][0]
@@ -103,7 +107,8 @@ def decode_config(value):
     out = {"mode": MODE_NAMES.get(value.mode, str(value.mode)),
            "redirect_algorithm": ALGO_NAMES.get(value.redirect_algo, str(value.redirect_algo)),
            "redirect_count": value.redirect_count, "nat_port_min": value.port_min,
-           "nat_port_max": value.port_max, "nat_source_ipv4": None, "nat_source_ipv6": None}
+           "nat_port_max": value.port_max, "nat_source_ipv4": None, "nat_source_ipv6": None,
+           "flow_idle_timeout": value.flow_idle_timeout}
     if value.flags & layout.CFG_SNAT_V4:
         out["nat_source_ipv4"] = layout.unpack_addr(layout.Addr(value.snat_v4, 0, 0, 0), socket.AF_INET)
     if value.flags & layout.CFG_SNAT_V6:
@@ -123,6 +128,32 @@ def ring_digest(ring, full=False):
         values.byteswap()
     digest = hashlib.sha256(values.tobytes()).hexdigest()
     return digest if full else digest[:12]
+
+
+# The part of an lb_backend that says where a client goes: address (16
+# bytes), port (2, network order; 0 = the service's port) and family (1).
+BACKEND_ADDR_BYTES = 19
+
+
+def ring_addr_digest(ring, backends):
+    """SHA-256 hex of the address-level table of a ring: per slot, the
+    backend's address, port and family as lb_backends holds them
+    (``backends``: Tables.backends, {id: LbBackend bytes}), 19 zero bytes
+    for an empty slot.
+
+    Unlike ``ring_digest`` it does not depend on backend ids, which depend
+    on a host's history (adds and removals reuse freed ids): two hosts whose
+    tables send every flow to the same address and port have the same
+    digest, whatever ids they gave their backends.
+    """
+    if ring is None:
+        return None
+    empty = bytes(BACKEND_ADDR_BYTES)
+    enc = {}
+    for bid, raw in backends.items():
+        if layout.LbBackend.from_buffer_copy(raw).flags & layout.BACKEND_ACTIVE:
+            enc[bid] = bytes(raw[:BACKEND_ADDR_BYTES])
+    return hashlib.sha256(b"".join(enc.get(i, empty) for i in ring)).hexdigest()
 
 
 def expected_map_shapes(sizes):
@@ -206,6 +237,115 @@ class MapSet:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# ---- carrying connection tracking into recreated maps -----------------------------
+#
+# A build whose map shapes differ (a size option, or a new layout such as
+# lb_ct_entry gaining last_seen in ABI 3) gets new maps.  Before its program
+# replaces the running one, the engine copies lb_ct and lb_nat_rev from the
+# old maps into the new ones, so established flows keep their backend (and
+# NAT port): ``migrate_flows``.
+
+INITIAL_JIFFIES_SECONDS = 300       # the kernel starts jiffies 300 s before wrapping 32 bits
+CLOCK_MONOTONIC_COARSE = 6          # Linux's clock id (time.CLOCK_MONOTONIC_COARSE is not everywhere)
+
+
+def dataplane_now(hz, timer_list="/proc/timer_list"):
+    """The data plane's clock now: bpf_jiffies64() for a build with
+    XDP_LB_HZ=``hz``, else bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC_COARSE).
+
+    jiffies come from /proc/timer_list; without it they are estimated from
+    the monotonic clock (the kernel's INITIAL_JIFFIES plus ticks since boot,
+    within a fraction of a second: fine for a last-seen time)."""
+    if not hz:
+        return time.clock_gettime_ns(getattr(time, "CLOCK_MONOTONIC_COARSE", CLOCK_MONOTONIC_COARSE))
+    try:
+        with open(timer_list) as f:
+            for line in f:
+                if line.startswith("jiffies:"):
+                    return int(line.split()[1])
+    except (IOError, OSError, ValueError, IndexError):
+        pass
+    initial = (2 ** 32 - INITIAL_JIFFIES_SECONDS * hz) % 2 ** 32
+    return initial + time.clock_gettime_ns(time.CLOCK_MONOTONIC) * hz // 1000000000
+
+
+def flow_owners(ms):
+    """{backend id: backend key str} of the backends in pinned maps ``ms``
+    (active or draining; removed slots are empty), or None if their
+    lb_services or lb_backends cannot be read with this layout."""
+    want = {"lb_services": (ct.sizeof(layout.LbServiceKey), ct.sizeof(layout.LbService)),
+            "lb_backends": (ct.sizeof(layout.U32), ct.sizeof(layout.LbBackend))}
+    sizes = {}
+    for name, shape in want.items():
+        if not ms.exists(name):
+            return None
+        info = ms.info(name)
+        if (info.get("key_size"), info.get("value_size")) != shape:
+            return None
+        sizes[name] = info.get("max_entries")
+    services = dict((v.id, decode_service_key(k)) for k, v in ms.get("lb_services").items())
+    out = {}
+    for bid, value in enumerate(ms.get("lb_backends").lookup_batch(0, sizes["lb_backends"])):
+        d = decode_backend(value) if bid else None
+        if d is not None and d[3] and d[0] in services:
+            out[bid] = backend_key_str(services[d[0]], d[1], d[2])
+    return out
+
+
+def migratable(ms):
+    """Can ``migrate_flows`` read the connection tables of pinned maps ``ms``?"""
+    if not (ms.exists("lb_ct") and ms.exists("lb_nat_rev")):
+        return False
+    ct_info, nat_info = ms.info("lb_ct"), ms.info("lb_nat_rev")
+    return (ct_info.get("key_size") == ct.sizeof(layout.LbFlow)
+            and ct_info.get("value_size") in layout.CT_ENTRY_LAYOUTS
+            and nat_info.get("key_size") == ct.sizeof(layout.LbFlow)
+            and nat_info.get("value_size") == ct.sizeof(layout.LbNatEntry)
+            and flow_owners(ms) is not None)
+
+
+def migrate_flows(old, new, backend_ids, now):
+    """Copy lb_ct and lb_nat_rev from pinned maps ``old`` into ``new``.
+
+    ``backend_ids``: {backend key str: id} of the new tables; an entry
+    follows its backend (same service, address and port) to its id there,
+    and is left behind if that backend is gone.  lb_ct entries of any
+    known layout (layout.CT_ENTRY_LAYOUTS) are converted to the new one,
+    last seen ``now`` (on the data plane's clock).  Returns
+    {"flows", "nat_flows", "dropped"}: entries copied and left behind.
+    """
+    owners = flow_owners(old)
+    remap = {}
+    for bid, bkey in owners.items():
+        if bkey in backend_ids:
+            remap[bid] = backend_ids[bkey]
+    out = {"flows": 0, "nat_flows": 0, "dropped": 0}
+    src = old.info("lb_ct")["value_size"]
+    dst = new.info("lb_ct")["value_size"]
+    reader = bpf.Map(old.get("lb_ct").fd, layout.LbFlow, layout.CT_ENTRY_LAYOUTS[src], owned=False)
+    writer = bpf.Map(new.get("lb_ct").fd, layout.LbFlow, layout.CT_ENTRY_LAYOUTS[dst], owned=False)
+    for key, value in reader.items():
+        bid = remap.get(value.backend_id)
+        if bid is None:
+            out["dropped"] += 1
+            continue
+        entry = layout.CT_ENTRY_LAYOUTS[dst](backend_id=bid, nat_port=value.nat_port)
+        if hasattr(entry, "last_seen"):
+            entry.last_seen = now
+        writer.update(key, entry)
+        out["flows"] += 1
+    nat_new = new.get("lb_nat_rev")
+    for key, value in old.get("lb_nat_rev").items():
+        bid = remap.get(value.backend_id)
+        if bid is None:
+            out["dropped"] += 1
+            continue
+        value.backend_id = bid
+        nat_new.update(key, value)
+        out["nat_flows"] += 1
+    return out
 
 
 # ---- tables -----------------------------------------------------------------------
@@ -443,7 +583,8 @@ def desired_tables(cfg, sids, bids, live, snat_v4=None, snat_v6=None, tx_ifindex
     t.config = bytes(config_struct(cfg.mode, cfg.redirect_algorithm, len(tx_ifindexes),
                                    cfg.nat_port_min, cfg.nat_port_max,
                                    snat_v4 if cfg.mode == "nat" else None,
-                                   snat_v6 if cfg.mode == "nat" else None))
+                                   snat_v6 if cfg.mode == "nat" else None,
+                                   cfg.flow_idle_timeout or 0))
     for slot, ifindex in enumerate(tx_ifindexes):
         t.tx_ports[slot] = ifindex
     for svc in cfg.services:

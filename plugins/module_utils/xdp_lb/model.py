@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Module parameters -> a validated, normalised Config.
 
 Pure: no I/O, no host access.  Every error names the field path and the
@@ -32,14 +33,18 @@ REDIRECT_ALGORITHMS = tuple(layout.REDIRECT_ALGOS)
 
 WEIGHT_MAX = 1000
 DEFAULT_WEIGHT = 100
+DEFAULT_FLOW_IDLE_TIMEOUT = 30   # seconds a UDP flow may be silent and keep its backend
+FLOW_IDLE_TIMEOUT_MAX = 86400 * 7
 RING_FACTOR = 100            # ring_size must exceed RING_FACTOR x the largest backend count
 RING_SIZE_MAX = 1 << 24      # keeps lb_ring (2 x max_services rings) addressable and sane
 MAX_SERVICES_LIMIT = 1024
 MAX_BACKENDS_LIMIT = 1 << 20
 CT_SIZE_LIMIT = 1 << 24
 
-SERVICE_KEYS = ("vip", "port", "protocol", "scheduler", "backends")
+SERVICE_KEYS = ("vip", "port", "protocol", "scheduler", "backends", "allow_no_backends")
 BACKEND_KEYS = ("address", "weight", "port")
+# Service keys the action plugin resolves from the inventory (plugin_utils/inventory_backends.py).
+INVENTORY_KEYS = ("backend_group", "backend_port", "backend_weight", "backend_use_ansible_host")
 
 # Interface names: what the kernel accepts (dev_valid_name), at most 15 bytes.
 _IFNAME = re.compile(r"^[^/\s:]{1,15}$")
@@ -89,11 +94,12 @@ class Backend:
 
 
 class Service:
-    __slots__ = ("vip", "family", "port", "protocol", "scheduler", "backends")
+    __slots__ = ("vip", "family", "port", "protocol", "scheduler", "backends", "allow_no_backends")
 
-    def __init__(self, vip, family, port, protocol, scheduler, backends):
+    def __init__(self, vip, family, port, protocol, scheduler, backends, allow_no_backends=False):
         self.vip, self.family, self.port = vip, family, port
         self.protocol, self.scheduler, self.backends = protocol, scheduler, backends
+        self.allow_no_backends = allow_no_backends
 
     @property
     def key(self):
@@ -102,9 +108,12 @@ class Service:
         return "%s/%s:%d" % (self.protocol, host, self.port)
 
     def to_dict(self):
-        return {"vip": self.vip, "port": self.port, "protocol": self.protocol,
-                "scheduler": self.scheduler,
-                "backends": [b.to_dict() for b in self.backends]}
+        out = {"vip": self.vip, "port": self.port, "protocol": self.protocol,
+               "scheduler": self.scheduler,
+               "backends": [b.to_dict() for b in self.backends]}
+        if self.allow_no_backends:   # only when set: older state files stay identical
+            out["allow_no_backends"] = True
+        return out
 
     def __eq__(self, other):
         return isinstance(other, Service) and self.to_dict() == other.to_dict()
@@ -118,8 +127,9 @@ class Config:
 
     FIELDS = ("name", "state", "interfaces", "mode", "attach_mode", "redirect_interfaces",
               "redirect_algorithm", "nat_source_ipv4", "nat_source_ipv6", "nat_port_min",
-              "nat_port_max", "ring_size", "max_services", "max_backends", "conntrack_size",
-              "debug", "clang", "netns", "source", "pin_dir", "state_dir", "build_dir")
+              "nat_port_max", "flow_idle_timeout", "ring_size", "max_services", "max_backends",
+              "conntrack_size", "debug", "clang", "netns", "source", "pin_dir", "state_dir", "build_dir",
+              "health_checks")
 
     def __init__(self, **kw):
         for field in self.FIELDS:
@@ -161,6 +171,9 @@ class Config:
     def from_dict(cls, data):
         """Re-validate a dict produced by to_dict (e.g. read from a state file)."""
         params = dict(data)
+        # State files written before health_checks existed: the status file
+        # applied then (health.enabled reads them the same way).
+        params.setdefault("health_checks", True)
         return validate(params)
 
 
@@ -252,6 +265,14 @@ def is_prime(n):
     return True
 
 
+def check_name(name, path="name"):
+    """An instance name (it names files and bpffs directories), or ConfigError."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(path, name, "is not a valid instance name (letters, digits, '_' and '-', "
+                          "at most 64, starting with a letter or digit)")
+    return name
+
+
 def _unknown(path, data, known):
     extra = sorted(str(k) for k in data if k not in known)
     if extra:
@@ -288,6 +309,11 @@ def _backend(path, data, svc_family, svc_port, mode):
 def _service(path, data, mode):
     if not isinstance(data, dict):
         raise ConfigError(path, data, "is not a mapping (vip, port, protocol, scheduler, backends)")
+    for key in INVENTORY_KEYS:
+        if key in data:
+            raise ConfigError("%s.%s" % (path, key), data[key],
+                              "is resolved from the inventory by the xdp_lb action plugin, which did not "
+                              "run (call the module as netfleet.xdp_lb.xdp_lb, not through another action)")
     _unknown(path, data, SERVICE_KEYS)
     for req in ("vip", "port"):
         if data.get(req) is None:
@@ -312,23 +338,30 @@ def _service(path, data, mode):
                               "duplicates %s.backends[%d]" % (path, seen[b.key]))
         seen[b.key] = j
         backends.append(b)
-    if not backends and mode in ("nat", "dsr"):
-        raise ConfigError(path + ".backends", [], "is empty: %s mode needs at least one backend" % mode)
-    return Service(vip, family, port, protocol, scheduler, backends)
+    allow = data.get("allow_no_backends")
+    allow = False if allow is None else _bool(path + ".allow_no_backends", allow)
+    if not allow and mode in ("nat", "dsr"):
+        key = Service(vip, family, port, protocol, scheduler, []).key
+        if not backends:
+            raise ConfigError(path + ".backends", [], "is empty: service %s has no backend (%s mode needs at "
+                              "least one; set allow_no_backends: true to allow a service that serves "
+                              "nothing)" % (key, mode))
+        if not any(b.weight > 0 for b in backends):
+            raise ConfigError(path + ".backends", "[%d backends, all weight 0]" % len(backends),
+                              "leave service %s without a usable backend (it would serve nothing); give "
+                              "one a weight above 0, or set allow_no_backends: true" % key)
+    return Service(vip, family, port, protocol, scheduler, backends, allow)
 
 
 def validate(params):
     """Validate module parameters (a dict) and return a Config.
 
-    Keys with value None take their default.  Raises ConfigError.
+    Keys with value None take their default.  Raises ConfigError.  Only
+    canonical option names: AnsibleModule resolves aliases (``interface``)
+    and the module passes the canonical names alone.
     """
     p = dict((k, v) for k, v in params.items() if not k.startswith("_"))
-    _unknown("options", p, Config.FIELDS + ("services", "interface"))
-    if "interface" in p:
-        if p.get("interfaces") not in (None, []) and p.get("interface") is not None:
-            raise ConfigError("interface", p["interface"], "and interfaces are mutually exclusive")
-        if p.get("interface") is not None:
-            p["interfaces"] = p["interface"]
+    _unknown("options", p, Config.FIELDS + ("services",))
     cfg = Config()
     cfg.state = _choice("state", p.get("state") or "present", STATES)
     present = cfg.state == "present"
@@ -339,10 +372,7 @@ def validate(params):
             raise ConfigError("interfaces", p.get("interfaces"), "must name at least one interface (or set name)")
         # the first interface, made safe for file and bpffs names ("eth0.100" -> "eth0_100")
         name = re.sub(r"[^A-Za-z0-9_-]", "_", cfg.interfaces[0])
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError("name", name, "is not a valid instance name (letters, digits, '_' and '-', "
-                          "at most 64, starting with a letter or digit)")
-    cfg.name = name
+    cfg.name = check_name(name)
     if present and not cfg.interfaces:
         raise ConfigError("interfaces", p.get("interfaces"), "must name at least one interface")
     cfg.netns = p.get("netns")
@@ -359,6 +389,10 @@ def validate(params):
     cfg.source = None if p.get("source") is None else _abspath("source", p["source"])
     cfg.clang = _str("clang", p.get("clang") or DEFAULT_CLANG)
     cfg.debug = _bool("debug", p.get("debug") if p.get("debug") is not None else False)
+    # Whether a health checker runs for the instance: only then does its
+    # status file (health.py) drain backends.
+    cfg.health_checks = _bool("health_checks", p.get("health_checks") if p.get("health_checks") is not None
+                              else False)
 
     cfg.mode = _choice("mode", p.get("mode") or "nat", MODES)
     cfg.attach_mode = _choice("attach_mode", p.get("attach_mode") or "native", ATTACH_MODES)
@@ -383,6 +417,10 @@ def validate(params):
                             else 32767, 1, 65535)
     if cfg.nat_port_min > cfg.nat_port_max:
         raise ConfigError("nat_port_min", cfg.nat_port_min, "is greater than nat_port_max (%d)" % cfg.nat_port_max)
+    cfg.flow_idle_timeout = _int("flow_idle_timeout", p.get("flow_idle_timeout")
+                                 if p.get("flow_idle_timeout") is not None else DEFAULT_FLOW_IDLE_TIMEOUT,
+                                 0, FLOW_IDLE_TIMEOUT_MAX, "a number of seconds from 0 (never) to %d"
+                                 % FLOW_IDLE_TIMEOUT_MAX)
     for fam in (4, 6):
         key = "nat_source_ipv%d" % fam
         value = p.get(key)
@@ -436,9 +474,10 @@ def validate(params):
                           "are more than max_backends - 1 (%d; id 0 is reserved)" % (cfg.max_backends - 1))
     largest = max([len(s.backends) for s in services] or [0])
     if largest and cfg.ring_size <= RING_FACTOR * largest:
+        index = [len(s.backends) for s in services].index(largest)
         raise ConfigError("ring_size", cfg.ring_size,
-                          "is too small: it must be greater than %d x the largest backend count (%d)"
-                          % (RING_FACTOR, largest))
+                          "is too small: it must be greater than %d x the largest backend count (%d, "
+                          "services[%d])" % (RING_FACTOR, largest, index))
     for fam in (4, 6):
         key = "nat_source_ipv%d" % fam
         if getattr(cfg, key) is not None and (cfg.mode != "nat"):

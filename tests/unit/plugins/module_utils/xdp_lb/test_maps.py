@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """maps: stable ids, desired tables, plan ordering, apply/rollback (on a fake map set)."""
 
 from __future__ import absolute_import, division, print_function
@@ -52,7 +53,7 @@ def test_first_apply_order_and_content():
     conf = maps.decode_config(layout.LbConfig.from_buffer_copy(want.config))
     assert conf == {"mode": "nat", "redirect_algorithm": "flow_hash", "redirect_count": 0,
                     "nat_port_min": 20000, "nat_port_max": 32767, "nat_source_ipv4": "198.18.2.1",
-                    "nat_source_ipv6": "fd00:18:2::1"}
+                    "nat_source_ipv6": "fd00:18:2::1", "flow_idle_timeout": 30}
     assert len(want.rings[0]) == RING and set(want.rings[0]) == {1, 2}
 
 
@@ -227,3 +228,68 @@ def test_apply_failure_restores_previous_content(monkeypatch):
                     if k[0] not in ("lb_ring", "lb_be_stats") and v != zero)
     assert content(ms.store) == content(before)
     assert ("lb_backends", bytes(layout.U32(3))) in ms.store     # the new backend was written, then undone
+
+
+def _final_tables(history):
+    """The desired tables after applying each config of ``history`` in turn (live = the previous)."""
+    live = Tables()
+    for services in history:
+        dummy, bids, want = desired(cfg_of(services), live)
+        live = Tables(want.config, want.services, dict(want.backends), want.rings)
+    return live, bids
+
+
+def _addr_digest(t, skey):
+    sid = t.service_entry(skey)[0]
+    return maps.ring_addr_digest(t.rings[sid], t.backends), maps.ring_digest(t.rings[sid])
+
+
+def test_ring_addr_digest_is_independent_of_history():
+    """A host that saw an add and a removal gives its backends other ids
+    than one deployed straight to the final state: the id-level ring digest
+    differs, the address-level one does not."""
+    b = ["198.18.1.%d" % i for i in range(1, 6)]
+    final = [dict(WEB, backends=[{"address": a} for a in (b[0], b[2], b[3])])]
+    straight, ids1 = _final_tables([final])
+    winding, ids2 = _final_tables([
+        [dict(WEB, backends=[{"address": a} for a in (b[1], b[4])])],
+        [dict(WEB, backends=[{"address": a} for a in (b[1], b[4], b[0])])],
+        [dict(WEB, backends=[{"address": a} for a in (b[4], b[0], b[2], b[3])])],
+        final])
+    assert ids1 != ids2
+    addr1, ring1 = _addr_digest(straight, "tcp/198.18.0.10:80")
+    addr2, ring2 = _addr_digest(winding, "tcp/198.18.0.10:80")
+    assert ring1 != ring2
+    assert addr1 == addr2 and len(addr1) == 64
+    # a different backend (address or port) is a different table
+    other, dummy = _final_tables([[dict(WEB, backends=[{"address": a} for a in (b[0], b[2], b[4])])]])
+    assert _addr_digest(other, "tcp/198.18.0.10:80")[0] != addr1
+    port, dummy = _final_tables([[dict(WEB, backends=[{"address": b[0]}, {"address": b[2]},
+                                                      {"address": b[3], "port": 8080}])]])
+    assert _addr_digest(port, "tcp/198.18.0.10:80")[0] != addr1
+    assert maps.ring_addr_digest(None, {}) is None
+
+
+def test_dataplane_now_reads_jiffies_from_timer_list(tmp_path):
+    timer = tmp_path / "timer_list"
+    timer.write_text("Timer List Version: v0.10\nHRTIMER_MAX_CLOCK_BASES: 8\nnow at 1 nsecs\n\n"
+                     "jiffies: 4295067296\n")
+    assert maps.dataplane_now(250, str(timer)) == 4295067296
+
+
+def test_dataplane_now_estimates_jiffies_without_timer_list(tmp_path):
+    import time
+    hz = 250
+    want = (2 ** 32 - 300 * hz) + time.clock_gettime_ns(time.CLOCK_MONOTONIC) * hz // 10 ** 9
+    assert abs(maps.dataplane_now(hz, str(tmp_path / "missing")) - want) <= hz
+
+
+def test_dataplane_now_without_hz_is_coarse_monotonic_ns():
+    import time
+    now = maps.dataplane_now(None)
+    assert abs(now - time.clock_gettime_ns(time.CLOCK_MONOTONIC)) < 10 ** 8
+
+
+def test_flow_idle_timeout_goes_into_lb_config():
+    dummy, dummy, want = desired(cfg_of([WEB], flow_idle_timeout=90))
+    assert layout.LbConfig.from_buffer_copy(want.config).flow_idle_timeout == 90

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """model.validate: defaults, normalisation and every error with its message."""
 
 from __future__ import absolute_import, division, print_function
@@ -48,6 +49,7 @@ def test_defaults():
     assert cfg.state_file == "/var/lib/netfleet-xdp-lb/xlbit0.json"
     assert cfg.lock_file == "/var/lib/netfleet-xdp-lb/xlbit0.lock"
     assert (cfg.nat_port_min, cfg.nat_port_max) == (20000, 32767)
+    assert cfg.flow_idle_timeout == 30
     assert cfg.ring_size == layout.DEFAULT_SIZES["XDP_LB_RING_SIZE"]
     assert cfg.max_services == layout.DEFAULT_SIZES["XDP_LB_MAX_SERVICES"]
     assert cfg.max_backends == layout.DEFAULT_SIZES["XDP_LB_MAX_BACKENDS"]
@@ -62,10 +64,9 @@ def test_defaults():
                                   "XDP_LB_RING_SIZE": 65537, "XDP_LB_CT_SIZE": 65536}, **build.host_defines())
 
 
-def test_normalises_addresses_and_alias():
+def test_normalises_addresses():
     params = base(services=[{"vip": "FD00:18:0::10", "port": "443", "backends": [
         {"address": "fd00:18:0:0::1"}]}])
-    params["interface"] = params.pop("interfaces")
     cfg = validate(params)
     assert cfg.interfaces == ["xlbit0"]
     assert cfg.services[0].vip == "fd00:18::10"
@@ -87,11 +88,12 @@ def test_roundtrip_through_dict():
 
 
 def test_roundtrip_dsr():
-    cfg = validate(base(mode="dsr", services=[{"vip": "198.18.0.10", "port": 80, "backends": [
-        {"address": "198.18.1.1", "weight": 0}]}]))
+    cfg = validate(base(mode="dsr", services=[{"vip": "198.18.0.10", "port": 80, "allow_no_backends": True,
+                                               "backends": [{"address": "198.18.1.1", "weight": 0}]}]))
     again = Config.from_dict(copy.deepcopy(cfg.to_dict()))
     assert again.to_dict() == cfg.to_dict()
     assert again.services[0].backends[0].port == 0
+    assert again.services[0].allow_no_backends is True
 
 
 def test_absent_needs_only_a_name():
@@ -134,6 +136,11 @@ def svc(**over):
     (base(pin_dir="/sys/fs/bpf"), "pin_dir: /sys/fs/bpf must be a directory of its own below the bpffs mount"),
     (base(debug="maybe"), "debug: maybe is not a boolean"),
     (base(unknown_option=1), "options: unknown_option is not a known key"),
+    # aliases are AnsibleModule's business (tests/unit/plugins/modules): validate() takes canonical names
+    (base(interface="xlbit0"), "options: interface is not a known key"),
+    (base(interfaces=["xlbit0", 7]), "interfaces[1]: 7 is not a valid interface name"),
+    (base(mode="redirect", services=[], redirect_interfaces=["xlbit1", "a b"]),
+     "redirect_interfaces[1]: a b is not a valid interface name"),
     # services
     (base(services={"vip": "x"}), "services: {'vip': 'x'} is not a list"),
     (base(services=["198.18.0.10"]), "services[0]: 198.18.0.10 is not a mapping"),
@@ -148,13 +155,18 @@ def svc(**over):
     (base(services=[svc(protocol="sctp")]), "services[0].protocol: sctp is not one of tcp, udp"),
     (base(services=[svc(scheduler="rr")]), "services[0].scheduler: rr is not one of ip_hash, five_tuple, maglev"),
     (base(services=[svc(colour="blue")]), "services[0]: colour is not a known key (known: vip, port, protocol, "
-                                          "scheduler, backends)"),
+                                          "scheduler, backends, allow_no_backends)"),
     (base(services=[svc(), svc()]), "services[1]: tcp/198.18.0.10:80 duplicates services[0]"),
     (base(services=[svc(), svc(vip="198.18.0.010".replace("010", "10"))]),
      "services[1]: tcp/198.18.0.10:80 duplicates services[0]"),
-    (base(services=[svc(backends=[])]), "services[0].backends: [] is empty: nat mode needs at least one backend"),
+    (base(services=[svc(backends=[])]), "services[0].backends: [] is empty: service tcp/198.18.0.10:80 has no "
+                                        "backend (nat mode needs at least one; set allow_no_backends: true"),
     (base(mode="dsr", services=[svc(backends=None)]),
-     "services[0].backends: [] is empty: dsr mode needs at least one backend"),
+     "services[0].backends: [] is empty: service tcp/198.18.0.10:80 has no backend (dsr mode needs"),
+    (base(services=[svc(backends=[{"address": "198.18.1.1", "weight": 0}, {"address": "198.18.1.2", "weight": 0}])]),
+     "services[0].backends: [2 backends, all weight 0] leave service tcp/198.18.0.10:80 without a usable "
+     "backend (it would serve nothing); give one a weight above 0, or set allow_no_backends: true"),
+    (base(services=[svc(allow_no_backends="maybe")]), "services[0].allow_no_backends: maybe is not a boolean"),
     (base(services=[svc(backends="198.18.1.1")]), "services[0].backends: 198.18.1.1 is not a list"),
     (base(services=[svc(max_services=3)]), "services[0]: max_services is not a known key"),
     # backends
@@ -192,12 +204,14 @@ def svc(**over):
     (base(ring_size=65536), "ring_size: 65536 is not a prime number"),
     (base(ring_size=1), "ring_size: 1 is not a prime from 3 to 16777216"),
     (base(ring_size=101), "ring_size: 101 is too small: it must be greater than 100 x the largest "
-                          "backend count (2)"),
+                          "backend count (2, services[0])"),
     (base(ring_size=199), "ring_size: 199 is too small"),
     (base(max_services=0), "max_services: 0 is not an integer from 1 to 1024"),
     (base(max_services=1), "services: [2 services] are more than max_services (1)"),
     (base(max_backends=3), "services: [3 backends] are more than max_backends - 1 (2; id 0 is reserved)"),
     (base(conntrack_size=-1), "conntrack_size: -1 is not an integer from 16 to 16777216"),
+    (base(flow_idle_timeout=-1), "flow_idle_timeout: -1 is not a number of seconds from 0 (never) to 604800"),
+    (base(flow_idle_timeout="soon"), "flow_idle_timeout: soon is not a number of seconds from 0 (never) to 604800"),
     # nat
     (base(nat_port_min=0), "nat_port_min: 0 is not an integer from 1 to 65535"),
     (base(nat_port_min=40000, nat_port_max=30000), "nat_port_min: 40000 is greater than nat_port_max (30000)"),
@@ -212,6 +226,17 @@ def svc(**over):
 ])
 def test_errors(params, message):
     assert message in error_of(params)
+
+
+def test_allow_no_backends():
+    """The one explicit option that allows a service without a usable backend."""
+    cfg = validate(base(services=[svc(backends=[], allow_no_backends=True),
+                                  svc(port=81, backends=[{"address": "198.18.1.1", "weight": 0}],
+                                      allow_no_backends=True)]))
+    assert [s.allow_no_backends for s in cfg.services] == [True, True]
+    assert cfg.services[0].backends == [] and cfg.services[0].to_dict()["allow_no_backends"] is True
+    # not set: not in the state file's record (older state files stay identical)
+    assert "allow_no_backends" not in validate(base()).services[0].to_dict()
 
 
 def test_error_carries_path_and_value():

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * Deliberately broken data plane for the integration test: it compiles, but
  * reads the packet without a bounds check, so the kernel verifier refuses it
