@@ -105,7 +105,7 @@ def enter_private_bpffs():
 
 def _host_bpffs():
     """(mounts at or below /sys/fs/bpf, our entries at its top) in the namespace the process came from."""
-    path = "/proc/%d/fd/%d" % (os.getpid(), _state["host_ns"])
+    path = "/proc/%s/fd/%s" % (os.getpid(), _state["host_ns"])
     out = subprocess.run(["nsenter", "--mount=" + path, "sh", "-c",
                           "cat /proc/self/mountinfo; echo --; ls -A %s" % BPFFS],
                          check=True, stdout=subprocess.PIPE, universal_newlines=True).stdout
