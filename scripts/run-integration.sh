@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the ansible-test integration target tests/integration/targets/xdp_lb
-# on this machine (root, real kernel: netns, veth, XDP, bpffs).
+# on this machine (root, real kernel: netns, veth, XDP, bpffs), in a mount
+# namespace of its own with its own bpffs (the host's mounts stay as they are).
 #
 #   scripts/run-integration.sh                 ansible-test integration (the default)
 #   XDP_LB_IT_RUNNER=playbook scripts/...      the same target through plain ansible-playbook
@@ -18,6 +19,18 @@ runner=${XDP_LB_IT_RUNNER:-ansible-test}
 if [ "$(id -u)" != 0 ]; then
   echo "run-integration.sh: needs root (XDP, netns, bpffs)" >&2
   exit 1
+fi
+
+# Both runners run in a private mount namespace with a bpffs of its own at
+# /sys/fs/bpf (mode 700, as tests/hermetic.py makes pytest's): the module
+# pins there, nothing mounted by hand is needed, and no mount or pin of the
+# run reaches the host's mounts (they go with the namespace).  unshare and
+# bash exec in place, so $$ stays this script's pid: the variable marks the
+# process that made the namespace, not one that inherited it.
+if [ "${XDP_LB_IT_PRIVATE_BPFFS:-}" != "$$" ]; then
+  # shellcheck disable=SC2016 # $0 and $@ of the inner bash
+  exec unshare -m --propagation private env XDP_LB_IT_PRIVATE_BPFFS="$$" bash -c \
+    'mount -t bpf -o nosuid,nodev,noexec,mode=700 bpf /sys/fs/bpf && exec bash "$0" "$@"' "$0" "$@"
 fi
 
 tmp=$(mktemp -d /tmp/xdp-lb-it.XXXXXX)

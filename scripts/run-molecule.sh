@@ -55,6 +55,17 @@ bpf_objects_alive() {
   echo "$alive"
 }
 
+# /sys/fs/bpf of the mount namespace this script runs in: what is mounted
+# there (nothing, on a fresh machine) and, if a bpffs is, the entries of the
+# scenarios' names at its top.  The lab hosts mount bpffs in mount
+# namespaces of their own, so neither may change during the run.
+bpffs_here() {
+  findmnt -rn -o ID,FSTYPE --mountpoint /sys/fs/bpf | sed 's/^/mount /' || true
+  if findmnt -rn -t bpf --mountpoint /sys/fs/bpf >/dev/null; then
+    find /sys/fs/bpf -mindepth 1 -maxdepth 1 -printf 'entry %f\n' | grep -E '^entry (xlbm|xlbf|xdp_lb)' | sort || true
+  fi
+}
+
 leftovers() {
   local bad=0 x
   x=$(ip netns list | awk '{print $1}' | grep -E '^(xlbm-|xlbf-)' || true)
@@ -70,8 +81,8 @@ leftovers() {
     sleep 0.2
   done
   [ -z "$x" ] || { echo "BPF objects still alive:$x"; bad=1; }
-  x=$(comm -13 "$OUT/bpffs-before" <(find /sys/fs/bpf -mindepth 1 -maxdepth 1 -printf '%f\n' | sort) | grep -E '^(xlbm|xlbf|xdp_lb)' || true)
-  [ -z "$x" ] || echo "note: new entries in the root /sys/fs/bpf (another run's?): $x"
+  x=$(bpffs_here | diff "$OUT/bpffs-before" - || true)
+  [ -z "$x" ] || { echo "/sys/fs/bpf of this mount namespace changed (the lab hosts have their own):"; echo "$x"; bad=1; }
   return $bad
 }
 
@@ -102,7 +113,7 @@ export ANSIBLE_SSH_CONTROL_PATH_DIR=$CP_DIR
 rm -f "$OUT"/*.bpf-ids
 # Compile once per run (the scenarios share this cache, as hosts could).
 rm -rf "$OUT/build-cache"
-find /sys/fs/bpf -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort >"$OUT/bpffs-before" || true
+bpffs_here >"$OUT/bpffs-before"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

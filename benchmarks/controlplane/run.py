@@ -45,10 +45,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (  # noqa: E402
     engine, maglev, maps, model, state)
 import common  # noqa: E402
+import hermetic  # noqa: E402
 
 OUT = os.path.join(ROOT, "build", "bench-controlplane")
 TIMES = collections.defaultdict(float)
@@ -137,6 +139,7 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (namespaces, XDP, bpffs)")
+    hermetic.enter_private_bpffs()   # a bpffs of its own at /sys/fs/bpf, gone with the process
     tag = "xlbb-cp%d" % os.getpid()
     netns = tag
     os.makedirs(OUT, exist_ok=True)

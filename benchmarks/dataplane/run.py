@@ -52,6 +52,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "dataplane"))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (  # noqa: E402
     bpf, build, layout)
@@ -59,6 +60,7 @@ from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.command imp
 
 import common  # noqa: E402
 import dplab as L  # noqa: E402
+import hermetic  # noqa: E402
 from dpframes import client_frame, frame  # noqa: E402
 
 FLOWS = 1024            # established flows cycled through by the "hit" paths
@@ -411,6 +413,7 @@ def main():
     BASELINE[0] = args.baseline
     if os.geteuid() != 0:
         raise SystemExit("run as root (loads BPF programs, creates a namespace)")
+    hermetic.enter_private_bpffs()   # a bpffs of its own at /sys/fs/bpf, gone with the process
 
     cpus = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {max(cpus)})
