@@ -68,6 +68,30 @@ VARS = {
     "lab_services": [{"vip": "198.18.0.20", "port": 53, "protocol": "udp", "backends": [
         {"address": "198.18.4.11"}, {"address": "198.18.4.12"}]}],
 }
+# The inventory groups the examples take backends from (backend_group), with
+# the per-host addresses the action plugin resolves them to.
+GROUPS = {
+    "web": {"web-1": {"xdp_lb_backend_ipv4": "198.18.2.21", "xdp_lb_backend_ipv6": "fd00:18::2:21"},
+            "web-2": {"xdp_lb_backend_ipv4": "198.18.2.22", "xdp_lb_backend_ipv6": "fd00:18::2:22"}},
+}
+
+
+def backend_addresses(svc):
+    """Literal backends and those of the service's backend_group, of the VIP's family."""
+    out = [b["address"] if isinstance(b, dict) else b for b in svc.get("backends") or []]
+    if svc.get("backend_group"):
+        group = svc["backend_group"]
+        assert group in GROUPS, "an example uses the inventory group %s: give it hosts in GROUPS" % group
+        key = "xdp_lb_backend_ipv%d" % ipaddress.ip_address(svc["vip"]).version
+        out += [hv[key] for hv in GROUPS[group].values()]
+    return out
+
+
+def inventory():
+    """localhost (the balancer) and the GROUPS, as an inventory file's content."""
+    return {"all": {"hosts": {"localhost": {"ansible_connection": "local",
+                                            "ansible_python_interpreter": "/usr/bin/python3"}},
+                    "children": dict((g, {"hosts": hosts}) for g, hosts in GROUPS.items())}}
 
 
 def examples(module):
@@ -150,14 +174,14 @@ class Lab:
         ifaces = args.get("interfaces", args.get("interface"))
         ifaces = ifaces if isinstance(ifaces, list) else [ifaces] if ifaces else []
         for svc in self.services(args.get("services")):
-            for addr in [svc["vip"]] + [b["address"] if isinstance(b, dict) else b for b in svc["backends"]]:
+            for addr in [svc["vip"]] + backend_addresses(svc):
                 ip = ipaddress.ip_address(addr)
                 assert any(ip in net for net in LAB_NETS), \
                     "example address %s is outside 198.18.0.0/15 and fd00::/8" % addr
             if not ifaces:
                 continue
-            for b in svc["backends"]:
-                ip = ipaddress.ip_address(b["address"] if isinstance(b, dict) else b)
+            for b in backend_addresses(svc):
+                ip = ipaddress.ip_address(b)
                 net = ipaddress.ip_network("%s/%d" % (ip, 24 if ip.version == 4 else 64), strict=False)
                 mine = "%s/%d" % (net[1], net.prefixlen)
                 have = [a for addrs in self.addresses.get(our_ns, {}).values() for a in addrs]
@@ -283,7 +307,9 @@ def test_every_example_runs(lab):
             yaml.safe_dump(book, f, sort_keys=False)
     for cmd in lab.setup_commands():
         subprocess.run(cmd, check=True)
-    ap = "ansible-playbook -i localhost, -c local -e ansible_python_interpreter=/usr/bin/python3"
+    with open(os.path.join(lab.tmp, "inventory.yml"), "w") as f:
+        yaml.safe_dump(inventory(), f)
+    ap = "ansible-playbook -i inventory.yml"
     script = "\n".join([
         "%s deploy.yml" % ap,
         "for ns in %s; do ip -n $ns -d -j link show > attached-$ns.json; done" % " ".join(sorted(set(
