@@ -30,7 +30,7 @@ import hashlib
 import os
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    bpf, build, health, layout, maps, model, netlink, state)
+    bpf, build, health, layout, maps, model, netlink, overrides, state)
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.maps import Tables
 
 BPFFS = "/sys/fs/bpf"
@@ -283,8 +283,10 @@ def weights_of(prev):
 class Engine:
     """One run for one instance.  ``result`` collects what the module returns."""
 
-    def __init__(self, cfg, check_mode=False, sources=None, build_override=None, want_diff=True):
+    def __init__(self, cfg, check_mode=False, sources=None, build_override=None, want_diff=True,
+                 clear_overrides=False):
         self.cfg = cfg
+        self.clear_overrides = clear_overrides   # end the operator's overrides (overrides.py)
         self.check = check_mode
         self.sources = sources
         self.build_override = build_override   # restore: Build from the state file
@@ -411,9 +413,27 @@ class Engine:
         # configured weights.  A ring whose inputs (effective weights, ids,
         # scheduler, size) are those recorded, and whose live copy is still
         # the recorded one, is taken from the maps instead of being built.
+        # Operator overrides (xdp-lb drain|undrain|weight, overrides.py) win
+        # over health; a run names each one and keeps it unless told to clear.
         down = health.drained(cfg.state_dir, cfg.name)
+        try:
+            ovr = overrides.load(cfg.state_dir, cfg.name)
+        except overrides.OverrideError as exc:
+            raise EngineError(str(exc))
+        if ovr and self.clear_overrides:
+            self.changes.append("clear %d operator override(s) (%s)" % (
+                len(ovr), overrides.path(cfg.state_dir, cfg.name)))
+            ovr_clear, ovr = ovr, {}
+        else:
+            ovr_clear = None
+        stale = overrides.stale(cfg.services, ovr)
+        for key in sorted(ovr):
+            self.warnings.append("operator override kept: %s%s; end it with 'xdp-lb override clear' or "
+                                 "clear_overrides: true" % (
+                                     overrides.describe(key, ovr[key]),
+                                     " (no such backend in the configuration: no effect)" if key in stale else ""))
         rings, ring_record, built = maps.service_rings(
-            [health.effective(s, down) for s in cfg.services], sids, bids, cfg.ring_size, live,
+            [overrides.effective(s, down, ovr) for s in cfg.services], sids, bids, cfg.ring_size, live,
             prev.get("rings"))
         digests = dict((k, v["ring"]) for k, v in ring_record.items())
         # rings taken from the maps: their live digest is known too (diff before)
@@ -529,6 +549,8 @@ class Engine:
         program = self._apply(ipr, ifindex, attached, dropped, b, pinned, mapset, ops, need_load, resize,
                               live, want, neigh_add, neigh_drop)
         state.save(cfg.state_file, record(program))
+        if ovr_clear:
+            overrides.save(cfg.state_dir, cfg.name, {})
         final = pinned_program(cfg.pin_dir)
         try:
             result.update(self._report(ifindex, final, maps.MapSet(cfg.pin_dir), b, need_load))
@@ -755,10 +777,14 @@ class Engine:
             return result
 
 
-def run(cfg, check_mode=False, sources=None, diff=True):
-    """Apply (or, in check mode, plan) ``cfg``; returns the module result dict."""
+def run(cfg, check_mode=False, sources=None, diff=True, clear_overrides=False):
+    """Apply (or, in check mode, plan) ``cfg``; returns the module result dict.
+
+    ``clear_overrides``: end the operator's overrides (overrides.py) with this run.
+    """
     try:
-        return Engine(cfg, check_mode=check_mode, sources=sources, want_diff=diff).run()
+        return Engine(cfg, check_mode=check_mode, sources=sources, want_diff=diff,
+                      clear_overrides=clear_overrides).run()
     except (netlink.NetError, state.StateError, maps.MapError, build.BuildError) as exc:
         raise EngineError(str(exc))
     except bpf.BPFError as exc:
