@@ -158,6 +158,22 @@ def send_udp(lab, ports):
     sh("ip", "netns", "exec", lab["ns"]["client"], "/usr/bin/python3", "-c", code)
 
 
+def play(lab, **extra):
+    """One ansible-playbook run of the xdp_lb module with the instance's parameters; its output."""
+    params = dict(lab["params"], **extra)
+    book = lab["tmp"] / "play.yml"
+    book.write_text(yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False, "connection": "local",
+        "vars": {"ansible_python_interpreter": "/usr/bin/python3"},
+        "tasks": [{"name": "Configure", "netfleet.xdp_lb.xdp_lb": params}]}]))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    p = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), str(book)], env=env, cwd=ROOT,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    assert p.returncode == 0, p.stdout[-3000:]
+    return p.stdout
+
+
 def test_status_tables_and_json(lab):
     send_udp(lab, range(40000, 40100))
     st = status(lab)
@@ -198,6 +214,9 @@ def test_drain_under_traffic_restore_and_play_run(lab):
     st = status(lab)
     b2 = [b for b in st["services"][0]["backends"] if b["address"] == BE2][0]
     assert (b2["effective_weight"], b2["override"]["action"]) == (0, "drain")
+    r = xdp_lb(lab, "status")
+    assert "override   %s backend %s:53 drained since" % (KEY, BE2) in r.stdout
+    assert "198.18.1.12:53     100    0  up      drain" in r.stdout, r.stdout
 
     # established flows stay on be2, new ones never go there
     send_udp(lab, established)
@@ -218,7 +237,10 @@ def test_drain_under_traffic_restore_and_play_run(lab):
     send_udp(lab, range(43000, 43200))
     assert packets(status(lab))[BE2] == 0   # fresh maps: be2 got nothing of 200 new flows
 
-    # the next module run names the override and keeps it
+    # the next play run (ansible-playbook, the module on localhost) names the override and keeps it
+    out = play(lab)
+    assert "operator override kept: %s backend %s:53 drained" % (KEY, BE2) in out, out
+    assert "changed=0" in out and "failed=0" in out, out
     res = engine.run(model.validate(lab["params"]))
     assert any("operator override kept: %s backend %s:53 drained" % (KEY, BE2) in w for w in res["warnings"])
     assert not res["changed"]
@@ -234,10 +256,10 @@ def test_drain_under_traffic_restore_and_play_run(lab):
     assert status(lab)["overrides"] == {}
     assert not os.path.exists(overrides.path(lab["state_dir"], "web"))
 
-    # clear_overrides (the module option) ends them
+    # clear_overrides (the module option, in a play) ends them
     assert xdp_lb(lab, "drain", BE1).returncode == 0
-    res = engine.run(model.validate(lab["params"]), clear_overrides=True)
-    assert res["changed"] and any("clear 1 operator override" in c for c in res["changes"])
+    out = play(lab, clear_overrides=True)
+    assert "changed=1" in out and "operator override kept" not in out, out
     assert status(lab)["overrides"] == {}
     # and override clear
     assert xdp_lb(lab, "drain", BE1).returncode == 0
@@ -268,6 +290,8 @@ def test_bad_input(lab):
         (["weight", BE2, "-3"], 2, ""),
         (["status", "nope"], 2, "unknown instance 'nope'"),
         (["frobnicate"], 2, "invalid choice"),
+        (["ports", "list"], 2, "instance web is in nat mode: redirect ports exist only in redirect mode"),
+        (["ports", "add", "back0"], 2, "redirect ports exist only in redirect mode"),
     ]
     for args, code, text in cases:
         r = xdp_lb(lab, *args)
@@ -290,6 +314,15 @@ def test_bad_input(lab):
     # bpffs without the instance's pins
     r = xdp_lb(lab, "--state-dir", str(lab["tmp"] / "none"), "status", "web")
     assert r.returncode == 1 and "does not exist" in r.stderr
+    # the instance's pins gone (a reboot before the restore): one line, exit 1
+    os.rename(os.path.join(lab["pin_dir"], "prog"), os.path.join(lab["pin_dir"], "prog_away"))
+    try:
+        for args in (["status", "web"], ["drain", BE1], ["flows"], ["explain", "198.18.0.2:1", SVC]):
+            r = xdp_lb(lab, *args)
+            assert r.returncode == 1 and "has no pinned program" in r.stderr and r.stdout == "", (args, r.stderr)
+            assert len(r.stderr.splitlines()) == 1
+    finally:
+        os.rename(os.path.join(lab["pin_dir"], "prog_away"), os.path.join(lab["pin_dir"], "prog"))
     with open(path) as f:
         assert f.read() == saved
     after = status(lab)
@@ -361,6 +394,8 @@ def test_flows_lists_the_flows_that_exist(lab):
     if flows.has_age():
         assert all(x["age"] is not None and 0 <= x["age"] < 60 for x in rows)
     on_be2 = [x for x in rows if x["backend_address"] == BE2]
+    r = xdp_lb(lab, "flows", "web")
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 51 and r.stdout.startswith("client "), r.stdout
     r = xdp_lb(lab, "flows", "web", "--backend", BE2, "--count")
     assert r.returncode == 0 and r.stdout.strip() == str(len(on_be2))
     r = xdp_lb(lab, "flows", "--client", "198.18.0.2:46007", "--vip", SVC)

@@ -98,6 +98,16 @@ def _parser():
     t.add_argument("--once", action="store_true", help="one sample (over --interval) and exit")
     t.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1)")
     t.add_argument("--json", action="store_true", help="JSON lines instead of tables")
+    pp = sub.add_parser("ports", help="redirect mode: list, add or remove egress ports at once")
+    psub = pp.add_subparsers(dest="action")
+    pl = psub.add_parser("list", help="the redirect ports in effect, configured and overridden")
+    pl.add_argument("name", nargs="?", help="instance (default: the only one)")
+    pl.add_argument("--json", action="store_true", help="JSON instead of text")
+    for verb in ("add", "remove"):
+        pa = psub.add_parser(verb, help="%s a redirect port (an override, until 'xdp-lb override clear')" % verb)
+        pa.add_argument("interface", help="interface name")
+        pa.add_argument("-i", "--instance", help="instance (default: the only one)")
+        pa.add_argument("--json", action="store_true", help="JSON instead of text")
     o = sub.add_parser("override", help="list or clear the operator's overrides")
     osub = o.add_subparsers(dest="action")
     ol = osub.add_parser("list", help="the overrides of an instance")
@@ -204,9 +214,14 @@ def _operate(parser, args):
                 out.append({"name": n, "error": data["error"]})
                 continue
             try:
+                operate.check_live(data)
                 out.append(operate.status(args.state_dir, n, data))
+            except operate.HostError as exc:
+                out.append({"name": n, "error": str(exc)})
             except (OSError, ValueError) as exc:
                 out.append({"name": n, "error": str(exc)})
+        if args.name and "error" in out[0]:
+            raise operate.HostError(out[0]["error"])
         _out(args, out, "\n\n".join(views.status(i) for i in out) or "no instances in %s" % args.state_dir)
         return 1 if any("error" in i for i in out) else 0
     if args.command == "explain":
@@ -256,14 +271,30 @@ def _operate(parser, args):
         else:
             _out(args, rows, views.flows(rows, flows.has_age()))
         return 0
+    if args.command == "ports":
+        if args.action is None:
+            raise operate.UsageError("give 'list', 'add IFACE' or 'remove IFACE'")
+        if args.action == "list":
+            name, data = operate.instance(args.state_dir, args.name)
+            res = operate.ports(args.state_dir, name, data)
+            text = "\n".join(["%s redirect ports: %s" % (name, ", ".join(res["ports"]) or "none")] +
+                             ["  override: %s" % x for x in overrides.describe_ports(res["overrides"])])
+            _out(args, res, text)
+            return 0
+        name, data = operate.instance(args.state_dir, args.instance)
+        res = operate.set_port(args.state_dir, name, data, args.action, args.interface)
+        _out(args, res, "\n".join(["%s redirect ports: %s" % (name, ", ".join(res["ports"]))] +
+                                  ["  applied: %s" % c for c in res["changes"]]))
+        return 0
     if args.command == "override":
         if args.action is None:
             raise operate.UsageError("give 'list' or 'clear'")
         name, data = operate.instance(args.state_dir, args.name)
         if args.action == "list":
             ovr = overrides.load(args.state_dir, name)
-            _out(args, ovr, "\n".join(overrides.describe(k, v) for k, v in sorted(ovr.items()))
-                 or "%s: no overrides" % name)
+            ports = overrides.load_ports(args.state_dir, name)
+            lines = [overrides.describe(k, v) for k, v in sorted(ovr.items())] + overrides.describe_ports(ports)
+            _out(args, {"backends": ovr, "redirect_ports": ports}, "\n".join(lines) or "%s: no overrides" % name)
             return 0
         res = operate.clear_overrides(args.state_dir, name, data, args.service, args.backend)
         _out(args, res, views.override_result(res, "cleared override of"))
@@ -294,7 +325,7 @@ def main(argv=None):
         for n in failed:
             sys.stderr.write("xdp-lb restore %s: %s\n" % (n, results[n].get("msg")))
         return 1 if failed else 0
-    if args.command in ("status", "drain", "undrain", "weight", "override", "explain", "flows", "top"):
+    if args.command in ("status", "drain", "undrain", "weight", "override", "explain", "flows", "top", "ports"):
         try:
             return _operate(parser, args)
         except operate.UsageError as exc:

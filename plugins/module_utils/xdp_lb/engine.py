@@ -310,9 +310,22 @@ class Engine:
         cfg = self.cfg
         netlink.need_pyroute2()
         check_bpffs(cfg.pin_dir)
+        # Operator overrides (xdp-lb drain|undrain|weight|ports, overrides.py)
+        try:
+            self.ovr = overrides.load(cfg.state_dir, cfg.name)
+            self.ovr_ports = overrides.load_ports(cfg.state_dir, cfg.name)
+        except overrides.OverrideError as exc:
+            raise EngineError(str(exc))
+        if self.clear_overrides:
+            self.ovr_clear = bool(self.ovr or overrides.describe_ports(self.ovr_ports))
+            self.ovr, self.ovr_ports = {}, {"add": [], "remove": []}
+        else:
+            self.ovr_clear = False
+        self.redirect = overrides.redirect_ports(cfg.redirect_interfaces, self.ovr_ports) \
+            if cfg.mode == "redirect" else list(cfg.redirect_interfaces)
         with netlink.iproute() as ipr:
             ifindex = {}
-            for field, names in (("interfaces", cfg.interfaces), ("redirect_interfaces", cfg.redirect_interfaces)):
+            for field, names in (("interfaces", cfg.interfaces), ("redirect_interfaces", self.redirect)):
                 for i, name in enumerate(names):
                     idx = netlink.link_index(name)
                     if idx is None:
@@ -403,7 +416,7 @@ class Engine:
         live = Tables() if resize or not mapset.exists() else \
             maps.read_tables(mapset, cfg.ring_size, cfg.max_backends)
         snat = self._snat()
-        tx = [ifindex[n] for n in cfg.redirect_interfaces]
+        tx = [ifindex[n] for n in self.redirect]
         try:
             sids, bids = maps.assign_ids(cfg.services, live, prev.get("ids"), cfg.max_services, cfg.max_backends)
         except maps.MapError as exc:
@@ -416,22 +429,18 @@ class Engine:
         # Operator overrides (xdp-lb drain|undrain|weight, overrides.py) win
         # over health; a run names each one and keeps it unless told to clear.
         down = health.drained(cfg.state_dir, cfg.name)
-        try:
-            ovr = overrides.load(cfg.state_dir, cfg.name)
-        except overrides.OverrideError as exc:
-            raise EngineError(str(exc))
-        if ovr and self.clear_overrides:
-            self.changes.append("clear %d operator override(s) (%s)" % (
-                len(ovr), overrides.path(cfg.state_dir, cfg.name)))
-            ovr_clear, ovr = ovr, {}
-        else:
-            ovr_clear = None
+        ovr = self.ovr
+        if self.ovr_clear:
+            self.changes.append("clear the operator overrides (%s)" % overrides.path(cfg.state_dir, cfg.name))
         stale = overrides.stale(cfg.services, ovr)
-        for key in sorted(ovr):
-            self.warnings.append("operator override kept: %s%s; end it with 'xdp-lb override clear' or "
-                                 "clear_overrides: true" % (
-                                     overrides.describe(key, ovr[key]),
-                                     " (no such backend in the configuration: no effect)" if key in stale else ""))
+        kept = ["%s%s" % (overrides.describe(key, ovr[key]),
+                          " (no such backend in the configuration: no effect)" if key in stale else "")
+                for key in sorted(ovr)]
+        if cfg.mode == "redirect":
+            kept += overrides.describe_ports(self.ovr_ports)
+        for text in kept:
+            self.warnings.append("operator override kept: %s; end it with 'xdp-lb override clear' or "
+                                 "clear_overrides: true" % text)
         rings, ring_record, built = maps.service_rings(
             [overrides.effective(s, down, ovr) for s in cfg.services], sids, bids, cfg.ring_size, live,
             prev.get("rings"))
@@ -536,7 +545,7 @@ class Engine:
                 "interfaces": dict((n, {"prog_id": "(new)" if need_load else pinned["id"],
                                         "mode": cfg.attach_mode}) for n in cfg.interfaces),
                 "nat_source_ipv4": snat[4], "nat_source_ipv6": snat[6],
-                "redirect_ports": list(cfg.redirect_interfaces),
+                "redirect_ports": list(self.redirect),
                 "services": services_after,
             }
             result["diff"] = {"before": before, "after": after}
@@ -549,8 +558,8 @@ class Engine:
         program = self._apply(ipr, ifindex, attached, dropped, b, pinned, mapset, ops, need_load, resize,
                               live, want, neigh_add, neigh_drop)
         state.save(cfg.state_file, record(program))
-        if ovr_clear:
-            overrides.save(cfg.state_dir, cfg.name, {})
+        if self.ovr_clear:
+            overrides.save(cfg.state_dir, cfg.name, {}, {"add": [], "remove": []})
         final = pinned_program(cfg.pin_dir)
         try:
             result.update(self._report(ifindex, final, maps.MapSet(cfg.pin_dir), b, need_load))

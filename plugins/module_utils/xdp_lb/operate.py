@@ -25,7 +25,7 @@ import re
 import time
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    engine, health, maps, model, overrides, state)
+    engine, health, maps, model, netlink, overrides, state)
 
 
 class UsageError(Exception):
@@ -37,6 +37,7 @@ class HostError(Exception):
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_IFNAME = re.compile(r"^[^/\s:]{1,15}$")
 _SERVICE = re.compile(r"^(?:(?P<p1>tcp|udp)/)?(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>[0-9]{1,5})(?:/(?P<p2>tcp|udp))?$")
 _BACKEND = re.compile(r"^(?P<host>\[[^\]]+\]|[0-9.]+|[0-9A-Fa-f:]+)(?::(?P<port>[0-9]{1,5}))?$")
 
@@ -154,13 +155,65 @@ def match_backends(data, service, backend):
 
 # ---- overrides ------------------------------------------------------------------------
 
-def _apply(state_dir, name, new, old):
-    overrides.save(state_dir, name, new)
+def _apply(state_dir, name, new, old, new_ports=None, old_ports=None):
+    overrides.save(state_dir, name, new, new_ports)
     res = engine.restore(state_dir, name).get(name) or {}
     if res.get("failed"):
-        overrides.save(state_dir, name, old)
+        overrides.save(state_dir, name, old, old_ports)
         raise HostError("applying failed, overrides left as they were: %s" % res.get("msg"))
     return res
+
+
+def set_port(state_dir, name, data, action, ifname):
+    """ports add|remove IFACE: the redirect interfaces in effect change at once."""
+    cfg = data["config"]
+    if cfg.get("mode") != "redirect":
+        raise UsageError("instance %s is in %s mode: redirect ports exist only in redirect mode"
+                         % (name, cfg.get("mode")))
+    if not _IFNAME.match(ifname or ""):
+        raise UsageError("interface %r is not a valid interface name" % ifname)
+    check_live(data)
+    try:
+        backends = overrides.load(state_dir, name)
+        old = overrides.load_ports(state_dir, name)
+    except overrides.OverrideError as exc:
+        raise HostError(str(exc))
+    configured = cfg.get("redirect_interfaces") or []
+    now = overrides.redirect_ports(configured, old)
+    new = {"add": [n for n in old["add"] if n != ifname], "remove": [n for n in old["remove"] if n != ifname]}
+    if action == "add":
+        if ifname in now:
+            raise UsageError("%s is already a redirect port of %s (%s)" % (ifname, name, ", ".join(now)))
+        with netlink.in_netns(data.get("netns")):
+            if netlink.link_index(ifname) is None:
+                raise UsageError("interface %s not found%s" % (
+                    ifname, " in network namespace %s" % data["netns"] if data.get("netns") else ""))
+        if ifname not in configured:
+            new["add"].append(ifname)
+    else:
+        if ifname not in now:
+            raise UsageError("%s is not a redirect port of %s (ports: %s)" % (ifname, name, ", ".join(now) or "none"))
+        if len(now) == 1:
+            raise UsageError("%s is the last redirect port of %s: removing it would leave none" % (ifname, name))
+        if ifname in configured:
+            new["remove"].append(ifname)
+    res = _apply(state_dir, name, backends, backends, new, old)
+    return {"instance": name, "ports": overrides.redirect_ports(configured, new), "changes": res.get("changes") or [],
+            "overrides": new}
+
+
+def ports(state_dir, name, data):
+    cfg = data["config"]
+    if cfg.get("mode") != "redirect":
+        raise UsageError("instance %s is in %s mode: redirect ports exist only in redirect mode"
+                         % (name, cfg.get("mode")))
+    try:
+        p = overrides.load_ports(state_dir, name)
+    except overrides.OverrideError as exc:
+        raise HostError(str(exc))
+    configured = cfg.get("redirect_interfaces") or []
+    return {"instance": name, "configured": configured, "overrides": p,
+            "ports": overrides.redirect_ports(configured, p)}
 
 
 def set_override(state_dir, name, data, service, backend, action, value=None):
@@ -213,6 +266,14 @@ def clear_overrides(state_dir, name, data, service=None, backend=None):
         cleared = sorted(k for k in old if k not in new)
     else:
         new, cleared = {}, sorted(old)
+        try:
+            p = overrides.load_ports(state_dir, name)
+        except overrides.OverrideError:
+            p = {"add": [], "remove": []}
+        if p["add"] or p["remove"]:
+            cleared += overrides.describe_ports(p)
+            res = _apply(state_dir, name, new, old or {}, {"add": [], "remove": []}, p)
+            return {"instance": name, "cleared": cleared, "changes": res.get("changes") or [], "overrides": new}
     res = _apply(state_dir, name, new, old or {}) if new != old else {"changes": []}
     return {"instance": name, "cleared": cleared, "changes": res.get("changes") or [], "overrides": new}
 
@@ -242,6 +303,10 @@ def status(state_dir, name, data):
             bk["health"] = "down" if key in down else "up"
             bk["override"] = ovr.get(key)
     info["overrides"] = dict((k, dict(v, text=overrides.describe(k, v))) for k, v in sorted(ovr.items()))
+    try:
+        info["redirect_overrides"] = overrides.load_ports(state_dir, name)
+    except overrides.OverrideError:
+        info["redirect_overrides"] = {"add": [], "remove": []}
     info["differences"] = differences(data, info, cfg_services)
     return info
 

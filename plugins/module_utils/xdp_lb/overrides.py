@@ -9,7 +9,11 @@
 
 * drain: weight 0 (no new flows; established flows stay on it);
 * weight: weight N (0..1000) instead of the configured one;
-* undrain: the configured weight even while the health checker says down.
+* undrain: the configured weight even while the health checker says down;
+
+and, in redirect mode, ``redirect_ports: {"add": [...], "remove": [...]}``
+(``xdp-lb ports add|remove``): interfaces added to or taken out of the
+configured redirect_interfaces.
 
 Every run of the engine (module, boot restore, the health checker's
 re-apply) takes the file into account with ``effective``; a module run
@@ -28,6 +32,7 @@ __metaclass__ = type
 import errno
 import json
 import os
+import re
 import time
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import health, model, state
@@ -35,6 +40,7 @@ from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import heal
 OVERRIDE_DIR = "overrides"
 VERSION = 1
 ACTIONS = ("drain", "weight", "undrain")
+_IFNAME = re.compile(r"^[^/\s:]{1,15}$")
 
 
 class OverrideError(Exception):
@@ -54,15 +60,16 @@ def _valid_entry(key, item):
     return True
 
 
-def load(state_dir, name):
-    """{backend key: entry} (empty without a file); a corrupt file is an OverrideError."""
+def _read(state_dir, name):
+    """{"backends": {...}, "redirect_ports": {"add": [...], "remove": [...]}} (empty without a file)."""
     p = path(state_dir, name)
+    empty = {"backends": {}, "redirect_ports": {"add": [], "remove": []}}
     try:
         with open(p) as f:
             data = json.load(f)
     except (IOError, OSError) as exc:
         if exc.errno == errno.ENOENT:
-            return {}
+            return empty
         raise OverrideError("cannot read overrides file %s: %s" % (p, exc))
     except ValueError as exc:
         raise OverrideError("overrides file %s is not valid JSON (%s); fix it or remove it with "
@@ -72,16 +79,52 @@ def load(state_dir, name):
     bad = [k for k, v in data["backends"].items() if not _valid_entry(k, v)]
     if bad:
         raise OverrideError("overrides file %s: entry %s is not a valid override" % (p, bad[0]))
-    return dict(data["backends"])
+    ports = data.get("redirect_ports") or {}
+    if not isinstance(ports, dict) or not all(
+            isinstance(ports.get(k, []), list) and all(isinstance(n, str) and _IFNAME.match(n) for n in ports.get(k, []))
+            for k in ("add", "remove")):
+        raise OverrideError("overrides file %s: redirect_ports is not {add: [interfaces], remove: [interfaces]}" % p)
+    return {"backends": dict(data["backends"]),
+            "redirect_ports": {"add": list(ports.get("add", [])), "remove": list(ports.get("remove", []))}}
 
 
-def save(state_dir, name, backends):
-    """Write the overrides atomically (mode 0600); no entries: remove the file."""
+def load(state_dir, name):
+    """{backend key: entry} (empty without a file); a corrupt file is an OverrideError."""
+    return _read(state_dir, name)["backends"]
+
+
+def load_ports(state_dir, name):
+    """{"add": [interfaces], "remove": [interfaces]}: the operator's redirect port changes."""
+    return _read(state_dir, name)["redirect_ports"]
+
+
+def save(state_dir, name, backends, ports=None):
+    """Write the overrides atomically (mode 0600); nothing left: remove the file.
+
+    ``ports`` None keeps the file's redirect port overrides."""
     p = path(state_dir, name)
-    if not backends:
+    if ports is None:
+        try:
+            ports = load_ports(state_dir, name)
+        except OverrideError:
+            ports = {"add": [], "remove": []}
+    if not backends and not ports.get("add") and not ports.get("remove"):
         state.remove(p)
         return
-    state.write_atomic(p, state.dumps({"version": VERSION, "name": name, "backends": backends}), 0o600)
+    state.write_atomic(p, state.dumps({"version": VERSION, "name": name, "backends": backends,
+                                       "redirect_ports": ports}), 0o600)
+
+
+def redirect_ports(configured, ports):
+    """The redirect interfaces in effect: configured minus removed, plus added (in that order)."""
+    out = [n for n in configured if n not in ports.get("remove", [])]
+    return out + [n for n in ports.get("add", []) if n not in out]
+
+
+def describe_ports(ports):
+    """Lines naming the redirect port overrides."""
+    return (["redirect port %s added" % n for n in ports.get("add", [])] +
+            ["redirect port %s removed" % n for n in ports.get("remove", [])])
 
 
 def describe(key, item):

@@ -26,8 +26,8 @@ def sample(data):
     for name, c in (info.get("stats") or {}).items():
         out[("verdict", name)] = (c.get("packets", 0), c.get("bytes", 0))
     for p in info.get("redirect_ports") or []:
-        out[("port", "%s %s" % (p["slot"], p.get("interface") or p.get("ifindex")))] = (p.get("packets", 0),
-                                                                                          p.get("bytes", 0))
+        name = "%s %s" % (p["slot"], p.get("interface") or p.get("ifindex"))
+        out[("port", name)] = (p.get("packets", 0), p.get("bytes", 0))
     return time.monotonic(), out
 
 

@@ -6,6 +6,12 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import re
+import time
+
+
+_NUMBER = re.compile(r"^[0-9]+(\.[0-9]+)?[kMGTP]?B?$")
+
 
 def table(headers, rows, indent="  "):
     """Left-aligned text columns, numbers right-aligned; one string."""
@@ -14,7 +20,7 @@ def table(headers, rows, indent="  "):
     for r in rows:
         for i, c in enumerate(r):
             widths[i] = max(widths[i], len(c))
-    numeric = [all(r[i].replace(".", "", 1).isdigit() or r[i] == "-" for r in rows)
+    numeric = [all(_NUMBER.match(r[i]) or r[i] == "-" for r in rows)
                and any(r[i] != "-" for r in rows) for i in range(len(headers))]
 
     def line(cells):
@@ -35,6 +41,12 @@ def human(n, unit=""):
     return "%.1fP%s" % (n, unit)
 
 
+def overrides_ports(ports):
+    ports = ports or {}
+    return (["redirect port %s added" % n for n in ports.get("add", [])] +
+            ["redirect port %s removed" % n for n in ports.get("remove", [])])
+
+
 def _override(o):
     if not o:
         return "-"
@@ -46,8 +58,8 @@ def status(info):
     if "error" in info:
         return "instance %s: ERROR %s" % (info.get("name"), info["error"])
     prog = info.get("program") or {}
-    lines = ["instance %s  mode %s%s" % (info.get("name"), info.get("mode"),
-                                          "  netns %s" % info["netns"] if info.get("netns") else ""),
+    netns = "  netns %s" % info["netns"] if info.get("netns") else ""
+    lines = ["instance %s  mode %s%s" % (info.get("name"), info.get("mode"), netns),
              "program %s  tag %s  build %s" % (prog.get("id") or "-", prog.get("tag") or "-",
                                                (info.get("build") or "-")[:12])]
     rows = []
@@ -82,7 +94,8 @@ def status(info):
     if stats:
         lines.append("verdicts   " + "  ".join("%s %s" % (k, human(v.get("packets", 0)))
                                                for k, v in sorted(stats.items()) if v.get("packets")))
-    for text in [v["text"] for v in (info.get("overrides") or {}).values()]:
+    for text in [v["text"] for v in (info.get("overrides") or {}).values()] + \
+            overrides_ports(info.get("redirect_overrides")):
         lines.append("override   %s" % text)
     diffs = info.get("differences") or []
     lines.append("state file %s" % ("matches the live host" if not diffs else "differs:"))
@@ -120,7 +133,6 @@ def _cut(text, width):
 
 
 def time_hms():
-    import time
     return time.strftime("%H:%M:%S")
 
 

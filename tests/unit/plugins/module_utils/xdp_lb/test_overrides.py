@@ -130,3 +130,20 @@ def test_entry_point_ignores_cwd_and_pythonpath(tmp_path):
     r = subprocess.run([str(script), "weight", "198.18.1.1", "5000"], cwd=str(evil),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
     assert r.returncode in (1, 2) and len(r.stderr.splitlines()) == 1
+
+
+def test_redirect_ports_and_file(tmp_path):
+    assert overrides.redirect_ports(["r0", "r1"], {"add": ["r2"], "remove": ["r1"]}) == ["r0", "r2"]
+    assert overrides.redirect_ports(["r0", "r1"], {"add": ["r0"], "remove": []}) == ["r0", "r1"]
+    d = str(tmp_path)
+    overrides.save(d, "rd", {}, {"add": ["r2"], "remove": []})
+    assert overrides.load_ports(d, "rd") == {"add": ["r2"], "remove": []}
+    # saving backends keeps the port overrides; clearing both removes the file
+    overrides.save(d, "rd", {key(11): {"action": "drain"}})
+    assert overrides.load_ports(d, "rd") == {"add": ["r2"], "remove": []}
+    overrides.save(d, "rd", {}, {"add": [], "remove": []})
+    assert not os.path.exists(overrides.path(d, "rd"))
+    with open(overrides.path(d, "rd"), "w") as f:
+        json.dump({"version": 1, "backends": {}, "redirect_ports": {"add": ["a/b"]}}, f)
+    with pytest.raises(overrides.OverrideError):
+        overrides.load_ports(d, "rd")
