@@ -457,3 +457,38 @@ def test_top_shows_the_generators_rate(lab):
     assert t.returncode == 0 and "pkt/s" in t.stdout and max(len(x) for x in t.stdout.splitlines()) <= 80, t.stdout
     r = xdp_lb(lab, "top", "--interval", "0")
     assert r.returncode == 2 and "--interval 0.0" in r.stderr
+
+
+def test_trace_prints_decisions_and_puts_the_program_back(lab):
+    """trace swaps the debug build in, prints the decisions of packets sent meanwhile,
+    and leaves the same program (id, tag) attached and the state file byte-identical."""
+    sfile = state.state_path(lab["state_dir"], "web")
+    with open(sfile, "rb") as f:
+        saved = f.read()
+    before = status(lab)
+    ids = dict((n, a["prog_id"]) for n, a in before["interfaces"].items())
+    proc = subprocess.Popen([lab["xdp_lb"], "--state-dir", lab["state_dir"], "trace", "web", "--seconds", "6"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd="/")
+    try:
+        port = 48000
+        while proc.poll() is None and port < 58000:
+            send_udp(lab, range(port, port + 20))
+            port += 20
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "the normal program is back" in err
+    decisions = [x for x in out.splitlines() if "new flow to backend" in x]
+    assert decisions, out
+    assert all(("(%s:53)" % BE1) in x or ("(%s:53)" % BE2) in x for x in decisions), decisions[:5]
+    after = status(lab)
+    assert dict((n, a["prog_id"]) for n, a in after["interfaces"].items()) == ids
+    assert after["program"] == before["program"]
+    assert after["differences"] == []
+    with open(sfile, "rb") as f:
+        assert f.read() == saved
+    r = xdp_lb(lab, "trace", "--seconds", "0")
+    assert r.returncode == 2 and "--seconds 0.0" in r.stderr

@@ -6,8 +6,8 @@
 The role installs it as ``<xdp_lb_bin_dir>/xdp-lb`` (docs/cli.md), an entry
 point that puts the installed engine alone first on sys.path (python3 -I:
 no current directory, no PYTHONPATH) and calls ``main``.  The operator's
-subcommands live in operate.py (status, drain, undrain, weight, override),
-explain.py, flows.py and top.py and print tables (views.py), or JSON with
+subcommands live in operate.py (status, drain, undrain, weight, ports,
+override), explain.py, flows.py, top.py and trace.py and print tables (views.py), or JSON with
 ``--json``.  Exit status: 0 ok,
 1 a state problem (not root, bpffs or the instance's pins missing, applying
 failed), 2 usage (malformed input, unknown instance, service or backend).
@@ -19,6 +19,8 @@ failed), 2 usage (malformed input, unknown instance, service or backend).
     xdp-lb explain CLIENT[:PORT] VIP:PORT/PROTO [-i web]
     xdp-lb flows [web] [--vip V] [--backend B] [--client C] [--count]
     xdp-lb top [web] [--once] [--interval S]
+    xdp-lb ports list [rd] | ports add|remove IFACE [-i rd]
+    xdp-lb trace [web] [--seconds N]
     xdp-lb metrics --out FILE
     xdp-lb health web [--rounds N]
 
@@ -44,7 +46,7 @@ import sys
 import time
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    engine, explain, flows, health, metrics, model, netlink, operate, overrides, state, top, views)
+    engine, explain, flows, health, metrics, model, netlink, operate, overrides, state, top, trace, views)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,6 +110,10 @@ def _parser():
         pa.add_argument("interface", help="interface name")
         pa.add_argument("-i", "--instance", help="instance (default: the only one)")
         pa.add_argument("--json", action="store_true", help="JSON instead of text")
+    tr = sub.add_parser("trace", help="decisions of live packets for a bounded time (swaps a debug build in and out)")
+    tr.add_argument("name", nargs="?", help="instance (default: the only one)")
+    tr.add_argument("--seconds", type=float, default=10.0, help="how long to trace, 1..600 (default 10)")
+    tr.add_argument("--json", action="store_true", help="JSON lines instead of text")
     o = sub.add_parser("override", help="list or clear the operator's overrides")
     osub = o.add_subparsers(dest="action")
     ol = osub.add_parser("list", help="the overrides of an instance")
@@ -235,6 +241,21 @@ def _operate(parser, args):
             who, skey, res.get("state", "no service"), res.get("backend") or "none", res["reason"],
             "\n  NAT source port %s" % res["nat_port"] if res.get("nat_port") else ""))
         return 0
+    if args.command == "trace":
+        if not 1 <= args.seconds <= 600:
+            raise operate.UsageError("--seconds %s is not a number from 1 to 600" % args.seconds)
+        name, data = operate.instance(args.state_dir, args.name)
+        operate.check_live(data)
+
+        def emit(text):
+            sys.stdout.write((json.dumps({"instance": name, "decision": text}) if args.json else text) + "\n")
+            sys.stdout.flush()
+        try:
+            n = trace.run(data, args.seconds, emit)
+        except KeyboardInterrupt:
+            return 0
+        sys.stderr.write("xdp-lb trace: %d decisions in %g s; the normal program is back\n" % (n, args.seconds))
+        return 0
     if args.command == "top":
         if not 0.1 <= args.interval <= 3600:
             raise operate.UsageError("--interval %s is not a number of seconds from 0.1 to 3600" % args.interval)
@@ -325,13 +346,13 @@ def main(argv=None):
         for n in failed:
             sys.stderr.write("xdp-lb restore %s: %s\n" % (n, results[n].get("msg")))
         return 1 if failed else 0
-    if args.command in ("status", "drain", "undrain", "weight", "override", "explain", "flows", "top", "ports"):
+    if args.command in ("status", "drain", "undrain", "weight", "override", "explain", "flows", "top", "ports", "trace"):
         try:
             return _operate(parser, args)
         except operate.UsageError as exc:
             sys.stderr.write("xdp-lb %s: %s\n" % (args.command, exc))
             return 2
-        except (operate.HostError, engine.EngineError, overrides.OverrideError) as exc:
+        except (operate.HostError, engine.EngineError, overrides.OverrideError, trace.TraceError) as exc:
             sys.stderr.write("xdp-lb %s: %s\n" % (args.command, exc))
             return 1
     if args.command == "metrics":
