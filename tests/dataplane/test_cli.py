@@ -479,6 +479,8 @@ def test_trace_prints_decisions_and_puts_the_program_back(lab):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    with open(os.path.join(ROOT, "build", "cli", "session.txt"), "a") as f:
+        f.write("# xdp-lb trace web --seconds 6\n%s%s(exit %d)\n\n" % (out, err, proc.returncode))
     assert proc.returncode == 0, err
     assert "the normal program is back" in err
     decisions = [x for x in out.splitlines() if "new flow to backend" in x]
