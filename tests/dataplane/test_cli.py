@@ -371,7 +371,8 @@ def test_explain_matches_the_data_plane(lab):
     assert on_be2 and explain.explain(data, "198.18.0.2", on_be2[0], KEY)["backend"] == "%s:53" % BE2
     # bad input
     for args, text in ((["explain", "198.18.0.2:1", "198.18.100.1:53"], "expected VIP:PORT/PROTO"),
-                       (["explain", "198.18.0.256:1", SVC], "client: '198.18.0.256'")):
+                       (["explain", "198.18.0.256:1", SVC], "client: '198.18.0.256'"),
+                       (["explain", "198.18.0.2:1", "198.18.100.7:53/udp"], "unknown service 198.18.100.7:53/udp")):
         r = xdp_lb(lab, *args)
         assert r.returncode == 2 and text in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     r = xdp_lb(lab, "explain", "198.18.0.2", SVC)   # maglev needs the port
@@ -485,7 +486,7 @@ def test_trace_prints_decisions_and_puts_the_program_back(lab):
     assert "the normal program is back" in err
     decisions = [x for x in out.splitlines() if "new flow to backend" in x]
     assert decisions, out
-    assert all(("(%s:53)" % BE1) in x or ("(%s:53)" % BE2) in x for x in decisions), decisions[:5]
+    assert all(("(%s %s:53)" % (KEY, BE1)) in x or ("(%s %s:53)" % (KEY, BE2)) in x for x in decisions), decisions[:5]
     after = status(lab)
     assert dict((n, a["prog_id"]) for n, a in after["interfaces"].items()) == ids
     assert after["program"] == before["program"]

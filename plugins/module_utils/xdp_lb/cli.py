@@ -234,6 +234,10 @@ def _operate(parser, args):
         client, cport = operate.backend_spec(args.client, "client")
         skey = operate.service_key(args.service)
         name, data = operate.instance(args.state_dir, args.instance)
+        keys = [s.key for s in operate.services_of(data)]
+        if skey not in keys:
+            raise operate.UsageError("unknown service %s in instance %s (services: %s)"
+                                     % (args.service, name, ", ".join(keys) or "none"))
         operate.check_live(data)
         res = explain.explain(data, client, cport, skey)
         who = client if cport is None else "%s:%d" % ("[%s]" % client if ":" in client else client, cport)

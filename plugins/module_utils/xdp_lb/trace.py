@@ -66,7 +66,7 @@ def run(data, seconds, emit):
     normal = engine.pinned_program(pin_dir)
     if normal is None:
         raise TraceError("instance %s has no pinned program" % data["name"])
-    backends = dict((i, k.split("|", 1)[1]) for k, i in ((data.get("ids") or {}).get("backends") or {}).items())
+    backends = dict((i, k.replace("|", " ")) for k, i in ((data.get("ids") or {}).get("backends") or {}).items())
     cfg_dict.update(debug=True, source=(data.get("build") or {}).get("source_dir"))
     count = 0
     try:
