@@ -130,7 +130,7 @@ def rings():
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".collections"), PYTHONDONTWRITEBYTECODE="1")
     proc = sh(["nsenter", "-t", sshd_pid(), "-m", "-n", "/usr/bin/python3", "-m",
                "ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli",
-               "--state-dir", STATE_DIR, "status", "default"], env=env)
+               "--state-dir", STATE_DIR, "status", "--json", "default"], env=env)
     assert proc.returncode == 0, proc.stdout.decode()
     return dict((s["service"], s["ring"]) for s in json.loads(proc.stdout.decode())[0]["services"])
 
