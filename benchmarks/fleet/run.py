@@ -94,7 +94,7 @@ def fleet(cmd, n):
 # would count as the role's controller time).
 HOST = ("        {p}lb{i:02d}: {{ansible_host: {mgmt}.{i}, xdp_lb_state_dir: {d}/state, "
         "xdp_lb_sysctl_file: {d}/etc/60-netfleet-xdp-lb-default.conf, xdp_lb_systemd_dir: {d}/etc/systemd, "
-        "xdp_lb_engine_dir: {d}/engine, xdp_lb_build_dir: {d}/cache}}")
+        "xdp_lb_engine_dir: {d}/engine, xdp_lb_bin_dir: {d}/bin, xdp_lb_build_dir: {d}/cache}}")
 
 
 def write_inventory(n):

@@ -339,6 +339,13 @@ options:
         so the same input is never compiled twice.
     type: path
     default: /var/cache/netfleet-xdp-lb
+  clear_overrides:
+    description:
+      - End the operator's runtime overrides of this instance (C(xdp-lb drain), C(undrain), C(weight);
+        kept in O(state_dir)/overrides/<name>.json) with this run. Without it a run keeps every
+        override and warns naming each one.
+    type: bool
+    default: false
   host_setup:
     description:
       - Also manage the host around the balancer in the same run (what the netfleet.xdp_lb.xdp_lb role
@@ -532,10 +539,9 @@ options:
 notes:
   - In O(host_setup), package queries use C(dpkg-query) (apt) or C(rpm) (dnf, yum); with another
     package manager every package counts as missing.
-  - After a reboot the pins and attachments are gone. Run C(python3 -m
-    ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli restore --all), which the
-    netfleet.xdp_lb.xdp_lb role installs as a systemd unit, to restore every instance from its state
-    file.
+  - After a reboot the pins and attachments are gone. Run C(xdp-lb restore --all) (the host command
+    the netfleet.xdp_lb.xdp_lb role installs, with a systemd unit running it) to restore every
+    instance from its state file.
   - In O(mode=nat), packets whose next hop is not resolved yet go to the kernel already rewritten.
     The host must forward them (C(net.ipv4.ip_forward)), accept its own NAT source address as a
     packet source (C(net.ipv4.conf.<if>.accept_local)) and have a loose or disabled C(rp_filter).
@@ -946,6 +952,7 @@ ARGUMENT_SPEC = dict(
     state_dir=dict(type='path', default=model.DEFAULT_STATE_DIR),
     build_dir=dict(type='path', default=model.DEFAULT_BUILD_DIR),
     host_setup=dict(type='dict', options=HOST_SETUP_SPEC),
+    clear_overrides=dict(type='bool', default=False),
     _sources=dict(type='dict'),
 )
 
@@ -1047,7 +1054,7 @@ def main():
 
     # The options by their canonical names: module.params also holds each
     # alias given (interface), which AnsibleModule has already resolved.
-    params = dict((k, module.params[k]) for k in ARGUMENT_SPEC if not k.startswith('_') and k != 'host_setup')
+    params = dict((k, module.params[k]) for k in ARGUMENT_SPEC if not k.startswith('_') and k not in ('host_setup', 'clear_overrides'))
     try:
         cfg = model.validate(params)
     except model.ConfigError as exc:
@@ -1079,7 +1086,7 @@ def main():
                 # health checker's status must not drain backends any more).
                 report['changed_items'] = hostsetup.remove_absent(manifest)
             result = engine.run(cfg, check_mode=module.check_mode, sources=module.params['_sources'],
-                                diff=module._diff)
+                                diff=module._diff, clear_overrides=module.params['clear_overrides'])
         except (engine.EngineError, hostsetup.command.CommandError) as exc:
             module.fail_json(msg=str(exc), name=cfg.name, **({'host_setup': report} if report else {}))
     for warning in result.pop('warnings', []):

@@ -113,6 +113,7 @@ EOF
         xdp_lb_sysctl_file: "$DIR/{{ lab_host }}/etc/60-netfleet-xdp-lb.conf"
         xdp_lb_systemd_dir: "$DIR/{{ lab_host }}/etc/systemd"
         xdp_lb_engine_dir: "$DIR/{{ lab_host }}/engine"
+        xdp_lb_bin_dir: "$DIR/{{ lab_host }}/bin"
         xdp_lb_build_dir: "$DIR/build-cache"
         # The gate runs on this machine, in the balancer's client namespace.
         xdp_lb_gate_host: localhost

@@ -22,7 +22,7 @@ import tempfile
 
 from pyroute2 import netns as pr_netns
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, layout
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, flowhash, layout
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.command import run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -313,56 +313,11 @@ def flow_key(src, dst, sport, dport, proto):
                          family=family)
 
 
-# ---- the data plane's hash, written from the C source's description --------------
-M32 = 0xFFFFFFFF
-SEED_FLOW, SEED_ADDR, SEED_PORT = 0x2C1B3C6D, 0x297A2D39, 0x51ED270B
-
-
-def _rol(w, s):
-    return ((w << s) | (w >> (32 - s))) & M32
-
-
-def _word(h, w):
-    w = _rol((w * 0x9E3779B1) & M32, 15)
-    h = _rol(h ^ w, 13)
-    return (h * 5 + 0xE6546B64) & M32
-
-
-def _final(h):
-    h ^= h >> 16
-    h = (h * 0x7FEB352D) & M32
-    h ^= h >> 15
-    h = (h * 0x846CA68B) & M32
-    return h ^ (h >> 16)
-
-
-def _words(packed):
-    """16 address bytes as the four little-endian words the program loads."""
-    return struct.unpack("<4I", packed)
-
-
-def _addr16(address):
-    ip = socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
-    return ip + b"\0" * (16 - len(ip))
-
-
-def _hash_addrs(src, dst, h):
-    s, d = _words(_addr16(src)), _words(_addr16(dst))
-    h = _word(_word(h, s[0]), d[0])
-    if ":" in src:
-        for w in s[1:] + d[1:]:
-            h = _word(h, w)
-    return h
-
-
-def hash_ip_pair(src, dst):
-    return _final(_hash_addrs(src, dst, SEED_ADDR))
-
-
-def hash_flow(src, dst, sport, dport, proto, seed=SEED_FLOW):
-    h = _hash_addrs(src, dst, seed)
-    h = _word(h, struct.unpack("<I", struct.pack("!HH", sport, dport))[0])
-    return _final(_word(h, proto))
+# ---- the data plane's hash: the engine's one copy (flowhash.py) --------------------
+SEED_FLOW, SEED_ADDR, SEED_PORT = flowhash.SEED_FLOW, flowhash.SEED_ADDR, flowhash.SEED_PORT
+hash_ip_pair = flowhash.hash_ip_pair
+hash_flow = flowhash.hash_flow
+_addr16 = flowhash._addr16
 
 
 # ---- checksums, written independently of the C code -------------------------------

@@ -152,7 +152,7 @@ def cli(*args):
 
 def rings():
     """{service: ring digest} from the balancer's live maps (cli status)."""
-    return dict((s["service"], s["ring"]) for s in cli("status", "default")[0]["services"])
+    return dict((s["service"], s["ring"]) for s in cli("status", "--json", "default")[0]["services"])
 
 
 def status():

@@ -194,7 +194,7 @@ class Lab:
         """`cli status` of the instance on the balancer (JSON), through the unit's engine."""
         argv, env = self.unit_command()
         i = argv.index("restore")
-        p = self.on_lb(argv[:i] + ["status", "default"], env=env)
+        p = self.on_lb(argv[:i] + ["status", "--json", "default"], env=env)
         return json.loads(p.stdout)[0]
 
     # -- traffic --

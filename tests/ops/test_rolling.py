@@ -119,7 +119,7 @@ def live(host):
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".collections"), PYTHONDONTWRITEBYTECODE="1")
     proc = sh(["nsenter", "-t", sshd_pid(host), "-m", "-n", "/usr/bin/python3", "-m",
                "ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli",
-               "--state-dir", os.path.join(LAB, host, "state"), "status", "default"], env=env)
+               "--state-dir", os.path.join(LAB, host, "state"), "status", "--json", "default"], env=env)
     assert proc.returncode == 0, proc.stdout.decode()
     return json.loads(proc.stdout.decode())[0]
 

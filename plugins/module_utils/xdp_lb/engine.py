@@ -36,7 +36,7 @@ import hashlib
 import os
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    bpf, build, health, layout, maps, model, natguard, netlink, preflight, state)
+    bpf, build, health, layout, maps, model, natguard, netlink, overrides, preflight, state)
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.maps import Tables
 
 BPFFS = "/sys/fs/bpf"
@@ -289,8 +289,10 @@ def weights_of(prev):
 class Engine:
     """One run for one instance.  ``result`` collects what the module returns."""
 
-    def __init__(self, cfg, check_mode=False, sources=None, build_override=None, want_diff=True):
+    def __init__(self, cfg, check_mode=False, sources=None, build_override=None, want_diff=True,
+                 clear_overrides=False):
         self.cfg = cfg
+        self.clear_overrides = clear_overrides   # end the operator's overrides (overrides.py)
         self.check = check_mode
         self.sources = sources
         self.build_override = build_override   # restore: Build from the state file
@@ -317,9 +319,22 @@ class Engine:
         cfg = self.cfg
         netlink.need_pyroute2()
         check_bpffs(cfg.pin_dir)
+        # Operator overrides (xdp-lb drain|undrain|weight|ports, overrides.py)
+        try:
+            self.ovr = overrides.load(cfg.state_dir, cfg.name)
+            self.ovr_ports = overrides.load_ports(cfg.state_dir, cfg.name)
+        except overrides.OverrideError as exc:
+            raise EngineError(str(exc))
+        if self.clear_overrides:
+            self.ovr_clear = bool(self.ovr or overrides.describe_ports(self.ovr_ports))
+            self.ovr, self.ovr_ports = {}, {"add": [], "remove": []}
+        else:
+            self.ovr_clear = False
+        self.redirect = overrides.redirect_ports(cfg.redirect_interfaces, self.ovr_ports) \
+            if cfg.mode == "redirect" else list(cfg.redirect_interfaces)
         with netlink.iproute() as ipr:
             ifindex = {}
-            for field, names in (("interfaces", cfg.interfaces), ("redirect_interfaces", cfg.redirect_interfaces)):
+            for field, names in (("interfaces", cfg.interfaces), ("redirect_interfaces", self.redirect)):
                 for i, name in enumerate(names):
                     idx = netlink.link_index(name)
                     if idx is None:
@@ -417,7 +432,7 @@ class Engine:
         live = Tables() if resize or not mapset.exists() else \
             maps.read_tables(mapset, cfg.ring_size, cfg.max_backends)
         snat = self._snat()
-        tx = [ifindex[n] for n in cfg.redirect_interfaces]
+        tx = [ifindex[n] for n in self.redirect]
         try:
             sids, bids = maps.assign_ids(cfg.services, live, prev.get("ids"), cfg.max_services, cfg.max_backends)
         except maps.MapError as exc:
@@ -433,8 +448,22 @@ class Engine:
         stale_status = health.status_path(cfg.state_dir, cfg.name)
         if cfg.health_checks or not os.path.exists(stale_status):
             stale_status = None
+        # Operator overrides (xdp-lb drain|undrain|weight, overrides.py) win
+        # over health; a run names each one and keeps it unless told to clear.
+        ovr = self.ovr
+        if self.ovr_clear:
+            self.changes.append("clear the operator overrides (%s)" % overrides.path(cfg.state_dir, cfg.name))
+        stale = overrides.stale(cfg.services, ovr)
+        kept = ["%s%s" % (overrides.describe(key, ovr[key]),
+                          " (no such backend in the configuration: no effect)" if key in stale else "")
+                for key in sorted(ovr)]
+        if cfg.mode == "redirect":
+            kept += overrides.describe_ports(self.ovr_ports)
+        for text in kept:
+            self.warnings.append("operator override kept: %s; end it with 'xdp-lb override clear' or "
+                                 "clear_overrides: true" % text)
         rings, ring_record, built = maps.service_rings(
-            [health.effective(s, down) for s in cfg.services], sids, bids, cfg.ring_size, live,
+            [overrides.effective(s, down, ovr) for s in cfg.services], sids, bids, cfg.ring_size, live,
             prev.get("rings"))
         digests = dict((k, v["ring"]) for k, v in ring_record.items())
         # rings taken from the maps: their live digest is known too (diff before)
@@ -557,7 +586,7 @@ class Engine:
                 "interfaces": dict((n, {"prog_id": "(new)" if need_load else pinned["id"],
                                         "mode": cfg.attach_mode}) for n in cfg.interfaces),
                 "nat_source_ipv4": snat[4], "nat_source_ipv6": snat[6],
-                "redirect_ports": list(cfg.redirect_interfaces),
+                "redirect_ports": list(self.redirect),
                 "services": services_after,
             }
             result["diff"] = {"before": before, "after": after}
@@ -579,6 +608,8 @@ class Engine:
         state.save(cfg.state_file, record(program))
         if stale_status:
             health.remove_status(cfg.state_dir, cfg.name)
+        if self.ovr_clear:
+            overrides.save(cfg.state_dir, cfg.name, {}, {"add": [], "remove": []})
         final = pinned_program(cfg.pin_dir)
         try:
             result.update(self._report(ifindex, final, maps.MapSet(cfg.pin_dir), b, need_load))
@@ -840,10 +871,14 @@ class Engine:
             return result
 
 
-def run(cfg, check_mode=False, sources=None, diff=True):
-    """Apply (or, in check mode, plan) ``cfg``; returns the module result dict."""
+def run(cfg, check_mode=False, sources=None, diff=True, clear_overrides=False):
+    """Apply (or, in check mode, plan) ``cfg``; returns the module result dict.
+
+    ``clear_overrides``: end the operator's overrides (overrides.py) with this run.
+    """
     try:
-        return Engine(cfg, check_mode=check_mode, sources=sources, want_diff=diff).run()
+        return Engine(cfg, check_mode=check_mode, sources=sources, want_diff=diff,
+                      clear_overrides=clear_overrides).run()
     except (netlink.NetError, state.StateError, maps.MapError, build.BuildError) as exc:
         raise EngineError(str(exc))
     except bpf.BPFError as exc:
