@@ -766,7 +766,7 @@ class Engine:
         sids, bids = self._ids
         try:
             self.preflight = preflight.check(obj, want, cfg, ipr, ifindex,
-                                             [ifindex[n] for n in cfg.redirect_interfaces], sids, bids)
+                                             [ifindex[n] for n in self.redirect], sids, bids)
         except bpf.BPFError as exc:
             raise EngineError(verifier_message(exc, b))
         except preflight.PreflightError as exc:

@@ -13,39 +13,18 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import socket
-import time
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import layout, maps, netlink
-
-CLOCK_MONOTONIC_COARSE = 6
 
 
 def _hostport(address, port):
     return "%s:%d" % ("[%s]" % address if ":" in address else address, port)
 
 
-def jiffies(timer_list="/proc/timer_list"):
-    """The kernel's jiffies now (root: /proc/timer_list), or None."""
-    try:
-        with open(timer_list) as f:
-            for line in f:
-                if line.startswith("jiffies:"):
-                    return int(line.split()[1])
-    except (IOError, OSError, ValueError):
-        return None
-    return None
-
-
 def clock_now(defines):
-    """(now on the caches' clock, units per second) or (None, None)."""
+    """(now on the caches' clock, units per second) for a build with ``defines``."""
     hz = (defines or {}).get("XDP_LB_HZ")
-    if hz:
-        now = jiffies()
-        return (now, float(hz)) if now is not None else (None, None)
-    try:
-        return time.clock_gettime_ns(CLOCK_MONOTONIC_COARSE), 1e9
-    except (AttributeError, OSError):
-        return None, None
+    return maps.dataplane_now(hz), float(hz) if hz else 1e9
 
 
 def has_age():
