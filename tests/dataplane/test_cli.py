@@ -22,7 +22,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 
 import jinja2
@@ -32,16 +31,15 @@ import yaml
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
     engine, explain, flows, maps, model, overrides, state)
 
+import nslab
+from nslab import sh
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FILES = os.path.join(ROOT, "files")
 VIP = "198.18.100.1"
 SVC = "198.18.100.1:53/udp"
 KEY = "udp/198.18.100.1:53"
 BE1, BE2 = "198.18.1.11", "198.18.1.12"
-
-
-def sh(*argv):
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
 
 
 def render_entry_point(engine_dir, python="/usr/bin/python3"):
@@ -78,48 +76,21 @@ def lab(tmp_path):
               evil / "ansible_collections" / "netfleet" / "xdp_lb" / "plugins" / "module_utils", planted]:
         (d / "__init__.py").write_text("open(%r, 'w').write('planted code ran')\n" % str(tmp_path / "PWNED"))
     (planted / "cli.py").write_text("open(%r, 'w').write('planted code ran')\n" % str(tmp_path / "PWNED"))
-    cfg = None
+    params = {
+        "name": "web", "netns": ns["lb"], "interfaces": ["front0", "back0"], "mode": "nat",
+        "services": [{"vip": VIP, "port": 53, "protocol": "udp", "scheduler": "maglev",
+                      "backends": [{"address": BE1, "weight": 100}, {"address": BE2, "weight": 100}]}],
+        "ring_size": 257, "max_services": 4, "max_backends": 16, "conntrack_size": 4096,
+        "source": FILES, "pin_dir": pin_dir, "state_dir": state_dir, "build_dir": str(tmp_path / "build")}
+    deployed = False
     try:
-        for name in ns.values():
-            sh("ip", "netns", "add", name)
-            sh("ip", "-n", name, "link", "set", "lo", "up")
-        sh("ip", "link", "add", "eth0", "netns", ns["client"], "type", "veth", "peer", "name", "front0",
-           "netns", ns["lb"])
-        sh("ip", "link", "add", "back0", "netns", ns["lb"], "type", "veth", "peer", "name", "eth0",
-           "netns", ns["be"])
-        for n, dev, addr in ((ns["client"], "eth0", "198.18.0.2/24"), (ns["lb"], "front0", "198.18.0.1/24"),
-                             (ns["lb"], "back0", "198.18.1.1/24"), (ns["be"], "eth0", BE1 + "/24"),
-                             (ns["be"], "eth0", BE2 + "/24")):
-            sh("ip", "-n", n, "addr", "add", addr, "dev", dev)
-            sh("ip", "-n", n, "link", "set", dev, "up")
-            sh("ip", "netns", "exec", n, "ethtool", "-K", dev, "gro", "on", "tx", "off")
-        sh("ip", "-n", ns["client"], "route", "add", "198.18.100.0/24", "via", "198.18.0.1")
-        sh("ip", "-n", ns["be"], "route", "add", "default", "via", "198.18.1.1")
-        sh("ip", "netns", "exec", ns["lb"], "sysctl", "-qw", "net.ipv4.ip_forward=1",
-           "net.ipv4.conf.front0.accept_local=1", "net.ipv4.conf.back0.accept_local=1",
-           "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.front0.rp_filter=2", "net.ipv4.conf.back0.rp_filter=2")
-        params = {
-            "name": "web", "netns": ns["lb"], "interfaces": ["front0", "back0"], "mode": "nat",
-            "services": [{"vip": VIP, "port": 53, "protocol": "udp", "scheduler": "maglev",
-                          "backends": [{"address": BE1, "weight": 100}, {"address": BE2, "weight": 100}]}],
-            "ring_size": 257, "max_services": 4, "max_backends": 16, "conntrack_size": 4096,
-            "source": FILES, "pin_dir": pin_dir, "state_dir": state_dir, "build_dir": str(tmp_path / "build")}
-        cfg = model.validate(params)
-        engine.run(cfg)
+        nslab.nat_topology(ns, [BE1, BE2])
+        deployed = True
+        engine.run(model.validate(params))
         yield {"ns": ns, "state_dir": state_dir, "tmp": tmp_path, "xdp_lb": xdp_lb, "evil": str(evil),
                "params": params, "pin_dir": pin_dir}
     finally:
-        if cfg is not None:
-            try:
-                engine.run(model.validate({"name": "web", "netns": ns["lb"], "state": "absent",
-                                           "interfaces": ["front0", "back0"], "pin_dir": pin_dir,
-                                           "state_dir": state_dir}))
-            except Exception as exc:   # pragma: no cover - cleanup continues below
-                sys.stderr.write("cleanup: %s\n" % exc)
-        for name in ns.values():
-            subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL, check=False)
-        if os.path.isdir(pin_dir):
-            engine.remove_pins(pin_dir)
+        nslab.remove(ns, params, deployed)
 
 
 def xdp_lb(lab, *args, **kw):

@@ -11,17 +11,14 @@ warned about and kept by the next engine run, and end with
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import engine, model
 
+import nslab
+from nslab import sh
 from test_cli import FILES, render_entry_point, ROOT
-
-
-def sh(*argv):
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
 
 
 @pytest.fixture
@@ -36,11 +33,13 @@ def lab(tmp_path):
     with open(xdp_lb, "w") as f:
         f.write(render_entry_point(os.path.join(ROOT, ".collections")))
     os.chmod(xdp_lb, 0o755)
-    cfg = None
+    params = {"name": "rd", "netns": ns["lb"], "interfaces": ["front0"], "mode": "redirect",
+              "redirect_interfaces": ["r0", "r1"], "redirect_algorithm": "flow_hash",
+              "source": FILES, "pin_dir": pin_dir, "state_dir": state_dir, "build_dir": str(tmp_path / "build")}
+    deployed = False
     try:
+        nslab.add_namespaces(ns)
         for name in ns.values():
-            sh("ip", "netns", "add", name)
-            sh("ip", "-n", name, "link", "set", "lo", "up")
             # no IPv6 link-local chatter (MLD, ND) on the counted links
             sh("ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
                "net.ipv6.conf.default.disable_ipv6=1")
@@ -56,23 +55,11 @@ def lab(tmp_path):
             sh("ip", "netns", "exec", n, "ethtool", "-K", dev, "gro", "on", "tx", "off")
         sh("ip", "-n", ns["client"], "addr", "add", "198.18.0.2/24", "dev", "eth0")
         sh("ip", "-n", ns["client"], "neigh", "add", "198.18.0.1", "lladdr", "02:00:00:00:00:01", "dev", "eth0")
-        params = {"name": "rd", "netns": ns["lb"], "interfaces": ["front0"], "mode": "redirect",
-                  "redirect_interfaces": ["r0", "r1"], "redirect_algorithm": "flow_hash",
-                  "source": FILES, "pin_dir": pin_dir, "state_dir": state_dir, "build_dir": str(tmp_path / "build")}
-        cfg = model.validate(params)
-        engine.run(cfg)
+        deployed = True
+        engine.run(model.validate(params))
         yield {"ns": ns, "state_dir": state_dir, "xdp_lb": xdp_lb, "params": params, "pin_dir": pin_dir}
     finally:
-        if cfg is not None:
-            try:
-                engine.run(model.validate({"name": "rd", "netns": ns["lb"], "state": "absent",
-                                           "interfaces": ["front0"], "pin_dir": pin_dir, "state_dir": state_dir}))
-            except Exception as exc:   # pragma: no cover - cleanup continues below
-                sys.stderr.write("cleanup: %s\n" % exc)
-        for name in ns.values():
-            subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL, check=False)
-        if os.path.isdir(pin_dir):
-            engine.remove_pins(pin_dir)
+        nslab.remove(ns, params, deployed)
 
 
 def xdp_lb(lab, *args):

@@ -10,11 +10,13 @@ removed at the end, also on failure.
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import engine, model
+
+import nslab
+from nslab import sh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FILES = os.path.join(ROOT, "files")
@@ -36,10 +38,6 @@ def parse(text):
     return out
 
 
-def sh(*argv):
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-
-
 def cli(state_dir, *args):
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".collections"), PYTHONDONTWRITEBYTECODE="1")
     return subprocess.run(["/usr/bin/python3", "-m", CLI, "--state-dir", state_dir] + list(args), check=False,
@@ -54,48 +52,21 @@ def balancer(tmp_path):
     ns = {"client": tag + "-c", "lb": tag + "-l", "be": tag + "-b"}
     pin_dir = "/sys/fs/bpf/%s" % tag
     state_dir = str(tmp_path / "state")
-    cfg = None
+    params = {
+        "name": "web", "netns": ns["lb"], "interfaces": ["front0", "back0"], "mode": "nat",
+        "services": [{"vip": "198.18.100.1", "port": 53, "protocol": "udp", "scheduler": "maglev",
+                      "backends": [{"address": "198.18.1.11", "weight": 100},
+                                   {"address": "198.18.1.11", "port": 5353, "weight": 0}]}],
+        "ring_size": 257, "max_services": 4, "max_backends": 16, "conntrack_size": 1024,
+        "source": FILES, "pin_dir": pin_dir, "state_dir": state_dir, "build_dir": str(tmp_path / "build")}
+    deployed = False
     try:
-        for name in ns.values():
-            sh("ip", "netns", "add", name)
-            sh("ip", "-n", name, "link", "set", "lo", "up")
-        sh("ip", "link", "add", "eth0", "netns", ns["client"], "type", "veth", "peer", "name", "front0",
-           "netns", ns["lb"])
-        sh("ip", "link", "add", "back0", "netns", ns["lb"], "type", "veth", "peer", "name", "eth0",
-           "netns", ns["be"])
-        for n, dev, addr in ((ns["client"], "eth0", "198.18.0.2/24"), (ns["lb"], "front0", "198.18.0.1/24"),
-                             (ns["lb"], "back0", "198.18.1.1/24"), (ns["be"], "eth0", "198.18.1.11/24")):
-            sh("ip", "-n", n, "addr", "add", addr, "dev", dev)
-            sh("ip", "-n", n, "link", "set", dev, "up")
-            # GRO where XDP sends frames, no tx checksum offload where sockets send (LAB-NOTES)
-            sh("ip", "netns", "exec", n, "ethtool", "-K", dev, "gro", "on", "tx", "off")
-        sh("ip", "-n", ns["client"], "route", "add", "198.18.100.0/24", "via", "198.18.0.1")
-        sh("ip", "-n", ns["be"], "route", "add", "default", "via", "198.18.1.1")
-        sh("ip", "netns", "exec", ns["lb"], "sysctl", "-qw", "net.ipv4.ip_forward=1",
-           "net.ipv4.conf.front0.accept_local=1", "net.ipv4.conf.back0.accept_local=1",
-           "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.front0.rp_filter=2", "net.ipv4.conf.back0.rp_filter=2")
-        cfg = model.validate({
-            "name": "web", "netns": ns["lb"], "interfaces": ["front0", "back0"], "mode": "nat",
-            "services": [{"vip": "198.18.100.1", "port": 53, "protocol": "udp", "scheduler": "maglev",
-                          "backends": [{"address": "198.18.1.11", "weight": 100},
-                                       {"address": "198.18.1.11", "port": 5353, "weight": 0}]}],
-            "ring_size": 257, "max_services": 4, "max_backends": 16, "conntrack_size": 1024,
-            "source": FILES, "pin_dir": pin_dir, "state_dir": state_dir, "build_dir": str(tmp_path / "build")})
-        engine.run(cfg)
+        nslab.nat_topology(ns, ["198.18.1.11"])
+        deployed = True
+        engine.run(model.validate(params))
         yield {"ns": ns, "state_dir": state_dir, "tmp": tmp_path}
     finally:
-        if cfg is not None:
-            try:
-                absent = model.validate({"name": "web", "netns": ns["lb"], "state": "absent",
-                                         "interfaces": ["front0", "back0"], "pin_dir": pin_dir,
-                                         "state_dir": state_dir})
-                engine.run(absent)
-            except Exception as exc:   # pragma: no cover - cleanup continues below
-                sys.stderr.write("cleanup: %s\n" % exc)
-        for name in ns.values():
-            subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL, check=False)
-        if os.path.isdir(pin_dir):
-            engine.remove_pins(pin_dir)
+        nslab.remove(ns, params, deployed)
 
 
 def send_udp(ns, count):

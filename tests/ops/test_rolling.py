@@ -155,33 +155,28 @@ def section(out, task):
     return parts[1].split("TASK [")[0]
 
 
-def broken_source(tmp):
-    """The collection's data plane with an unchecked packet read: clang builds it, the verifier refuses it."""
-    d = tmp / "broken-src"
+def patched_source(tmp, name, first_lines):
+    """The collection's data plane in tmp/<name>, with ``first_lines`` (C) at the
+    top of its entry function."""
+    d = tmp / name
     d.mkdir()
     shutil.copy(os.path.join(ROOT, "files", "xdp_lb.h"), str(d / "xdp_lb.h"))
     with open(os.path.join(ROOT, "files", "xdp_loadbalancer.c")) as f:
         text = f.read()
     entry = "int xdp_lb(struct xdp_md *ctx)\n{\n"
     assert entry in text
-    text = text.replace(entry, entry + "\tif (*(volatile __u8 *)(long)ctx->data == 0xff)\n\t\treturn XDP_DROP;\n", 1)
-    (d / "xdp_loadbalancer.c").write_text(text)
+    (d / "xdp_loadbalancer.c").write_text(text.replace(entry, entry + first_lines, 1))
     return str(d)
+
+
+def broken_source(tmp):
+    """An unchecked packet read: clang builds it, the verifier refuses it."""
+    return patched_source(tmp, "broken-src", "\tif (*(volatile __u8 *)(long)ctx->data == 0xff)\n\t\treturn XDP_DROP;\n")
 
 
 def dropping_source(tmp):
-    """The collection's data plane whose entry drops every packet that has an ingress
-    interface (all of them): the verifier accepts it."""
-    d = tmp / "dropping-src"
-    d.mkdir()
-    shutil.copy(os.path.join(ROOT, "files", "xdp_lb.h"), str(d / "xdp_lb.h"))
-    with open(os.path.join(ROOT, "files", "xdp_loadbalancer.c")) as f:
-        text = f.read()
-    entry = "int xdp_lb(struct xdp_md *ctx)\n{\n"
-    assert entry in text
-    text = text.replace(entry, entry + "\tif (ctx->ingress_ifindex)\n\t\treturn XDP_DROP;\n", 1)
-    (d / "xdp_loadbalancer.c").write_text(text)
-    return str(d)
+    """Drops every packet that has an ingress interface (all of them): the verifier accepts it."""
+    return patched_source(tmp, "dropping-src", "\tif (ctx->ingress_ifindex)\n\t\treturn XDP_DROP;\n")
 
 
 class Outage:
