@@ -58,9 +58,9 @@ lint: deps
 bench-dataplane: deps
 	$(PY) benchmarks/dataplane/run.py
 
-## bench-forwarding: pps to the backends, XDP nat vs nftables DNAT vs plain forwarding (veth lab)
+## bench-forwarding: XDP generator (live frames) through the balancer: xdp_lb nat/dsr/redirect vs nftables DNAT vs plain forwarding, pps and CPU per packet (veth lab)
 bench-forwarding: deps
-	$(PY) benchmarks/forwarding/run.py --seconds 10 --repeat 3
+	flock /tmp/xdplb-fwd.lock $(PY) benchmarks/forwarding/run.py --seconds 4 --repeat 5
 
 ## bench-fleet: site.yml first deploy and rerun on 1, 4, 12 SSH hosts next to ansible -m ping
 bench-fleet: deps
