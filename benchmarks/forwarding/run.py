@@ -392,6 +392,49 @@ def summarize(results, rounds):
     return summary, ratios
 
 
+# ---- tables for docs/benchmarks.md ----------------------------------------------------
+NAMES = {"xdp-nat": "xdp_lb nat", "xdp-dsr": "xdp_lb dsr", "xdp-redirect": "xdp_lb redirect",
+         "nft": "nftables DNAT jhash", "plain": "plain forwarding", "ref": "generator only (ref)"}
+
+
+def markdown(doc):
+    """The results as the Markdown tables of docs/benchmarks.md."""
+    sm, rt = doc["summary"], doc["ratios"]
+
+    def rng(s, key, scale=1.0):
+        lo, med, hi = s[key + "_min"], s[key + "_median"], s[key + "_max"]
+        if med is None:
+            return "-"
+        return "%.0f (%.0f-%.0f)" % (med / scale, lo / scale, hi / scale)
+    out = ["| method | CPU ns / delivered packet, median (min-max) | net of ref | Mpps per CPU | "
+           "kpps wall clock, median (min-max) | CPU share | nft's net CPU / this, per round |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+    for m, s in sm.items():
+        r = rt.get(m, {})
+        out.append("| %s | %s | %s | %.2f | %s | %.2f | %s |" % (
+            NAMES[m], rng(s, "ns_per_packet"), rng(s, "net_ns_per_packet") if m != "ref" else "0",
+            (s["pps_per_cpu_median"] or 0) / 1e6, rng(s, "pps", 1e3), s["cpu_share_median"],
+            ", ".join("%.2f" % x for x in r.get("net_cpu_nft_over_this", [])) or "-"))
+    out += ["", "| method | whole path per CPU / nft's, per round | median |", "|---|---|---:|"]
+    for m, r in rt.items():
+        out.append("| %s | %s | %.2f |" % (NAMES[m], ", ".join("%.2f" % x for x in r["pps_per_cpu_vs_nft"]),
+                                           r["pps_per_cpu_vs_nft_median"]))
+    loads = sorted({k for s in sm.values() for k in s["loads"]}, key=float)
+    if loads:
+        out += ["", "| method | " + " | ".join("%.0fk offered" % (float(k) / 1e3) for k in loads) + " |",
+                "|---|" + "---:|" * len(loads)]
+        for m, s in sm.items():
+            if m == "ref":
+                continue
+            cells = []
+            for k in loads:
+                v = s["loads"].get(k)
+                cells.append("-" if v is None else "%.0fk sent, %.4f delivered" % (
+                    v["sent_pps_median"] / 1e3, v["delivered_share_median"]))
+            out.append("| %s | %s |" % (NAMES[m], " | ".join(cells)))
+    return "\n".join(out)
+
+
 # ---- main ---------------------------------------------------------------------------
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
@@ -404,7 +447,12 @@ def main():
     ap.add_argument("--cpu", type=int, default=1, help="the generator's CPU")
     ap.add_argument("--methods", default=",".join(ALL_METHODS))
     ap.add_argument("--json", default=os.path.join(OUT, "results.json"))
+    ap.add_argument("--report", metavar="JSON", help="print the Markdown tables of a results file and exit")
     args = ap.parse_args()
+    if args.report:
+        with open(args.report) as f:
+            print(markdown(json.load(f)))
+        return
     if os.geteuid() != 0:
         sys.exit("run as root (namespaces, XDP)")
     if not 1 <= args.seconds <= 60 or not 0.5 <= args.load_seconds <= 60:
@@ -489,6 +537,7 @@ def main():
         for load, v in sorted(s["loads"].items(), key=lambda kv: float(kv[0])):
             print("    offered %7s pps: sent %9.0f pps, delivered %.4f (min %.4f)" % (
                 load, v["sent_pps_median"], v["delivered_share_median"], v["delivered_share_min"]))
+    print("\n" + markdown(doc))
     print("results: %s" % args.json)
 
 
