@@ -272,6 +272,16 @@ def run_ns(pids):
     return total
 
 
+def data_plane_revision():
+    """The checkout's commit and the last commit that changed files/ (the data plane measured)."""
+    def git(*argv):
+        r = sh("git", "-C", ROOT, *argv, check=False)
+        return r.stdout.strip() if r.returncode == 0 else None
+    dirty = git("status", "--porcelain", "--", "files")
+    return {"head": git("rev-parse", "--short", "HEAD"), "files": git("log", "-1", "--format=%h %cs", "--", "files"),
+            "files_modified": bool(dirty)}
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -517,8 +527,8 @@ def main():
         if os.path.isdir(PIN_BASE):
             engine.remove_pins(PIN_BASE)
     summary, ratios = summarize(results, args.repeat)
-    doc = {"machine": machine(), "started": started, "args": vars(args), "results": results, "summary": summary,
-           "ratios": ratios, "loadavg_end": loadavg()}
+    doc = {"machine": machine(), "started": started, "revision": data_plane_revision(), "args": vars(args),
+           "results": results, "summary": summary, "ratios": ratios, "loadavg_end": loadavg()}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(doc, f, indent=1)
