@@ -380,6 +380,7 @@ def summarize(results, rounds):
             if r["method"] == m and r["rate"]:
                 loads.setdefault(str(int(r["rate"])), []).append(r)
         s["loads"] = {k: {"sent_pps_median": _med(x["sent_pps"] for x in v),
+                          "cpu_share_median": _med(x["cpu_share"] for x in v),
                           "delivered_share_median": _med(x["delivered_share"] for x in v),
                           "delivered_share_min": min(x["delivered_share"] for x in v)} for k, v in loads.items()}
         summary[m] = s
@@ -439,9 +440,16 @@ def markdown(doc):
             cells = []
             for k in loads:
                 v = s["loads"].get(k)
-                cells.append("-" if v is None else "%.0fk sent, %.4f delivered" % (
-                    v["sent_pps_median"] / 1e3, v["delivered_share_median"]))
+                cells.append("-" if v is None else "%.0fk sent (%.2f CPU), %.4f delivered" % (
+                    v["sent_pps_median"] / 1e3, v.get("cpu_share_median") or 0, v["delivered_share_median"]))
             out.append("| %s | %s |" % (NAMES[m], " | ".join(cells)))
+        # what the path needs of one CPU at each load, from its cost at saturation
+        out += ["", "| method | " + " | ".join("CPU needed at %.0fk" % (float(k) / 1e3) for k in loads) + " |",
+                "|---|" + "---:|" * len(loads)]
+        for m, s in sm.items():
+            if m != "ref" and s["ns_per_packet_median"]:
+                out.append("| %s | %s |" % (NAMES[m], " | ".join(
+                    "%.2f" % (float(k) * s["ns_per_packet_median"] / 1e9) for k in loads)))
     return "\n".join(out)
 
 
@@ -461,7 +469,9 @@ def main():
     args = ap.parse_args()
     if args.report:
         with open(args.report) as f:
-            print(markdown(json.load(f)))
+            doc = json.load(f)
+        doc["summary"], doc["ratios"] = summarize(doc["results"], doc["args"]["repeat"])
+        print(markdown(doc))
         return
     if os.geteuid() != 0:
         sys.exit("run as root (namespaces, XDP)")
