@@ -1059,6 +1059,11 @@ def main():
         cfg = model.validate(params)
     except model.ConfigError as exc:
         module.fail_json(msg=str(exc), field=exc.path)
+    try:
+        # Before anything changes: the directories root writes to and loads from (trust.py).
+        engine.check_trust(cfg)
+    except engine.EngineError as exc:
+        module.fail_json(msg=str(exc), name=cfg.name)
 
     if host is not None and cfg.state == 'present':
         # Before host_setup changes anything (the engine checks again).
@@ -1098,7 +1103,7 @@ def main():
         if plan is not None:
             try:
                 report['changed_items'] += hostsetup.commit(manifest, plan)
-            except (IOError, OSError) as exc:
+            except (IOError, OSError, hostsetup.HostSetupError) as exc:
                 module.fail_json(msg='host_setup: the balancer is configured, the host setup failed: %s' % exc,
                                  host_setup=report)
         # What changed, or in check mode what would (the paths of the drift lines).
