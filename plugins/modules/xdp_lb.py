@@ -332,11 +332,19 @@ options:
     description:
       - bpffs directory for the instance's pinned maps and program (C(prog)).
       - Defaults to C(/sys/fs/bpf/xdp_lb/<name>).
+      - Like O(build_dir), O(state_dir) and O(source), it must belong to root and not be writable by group
+        or others, with parents that belong to root and are either not writable by others or sticky (a
+        bpffs mounted by hand has mode 1777); no symbolic link, no C(.) or C(..) components. Otherwise the
+        run fails before anything changes, naming the path, its mode and its owner.
+      - Changing it for a running instance fails (its program and maps are pinned at the old path); remove
+        the instance (O(state=absent)) and deploy it again to move it.
     type: path
   build_dir:
     description:
       - Build cache. Objects are named after the SHA-256 of source, header, defines and compiler,
         so the same input is never compiled twice.
+      - Each object has its SHA-256 in a digest file beside it, also recorded in the state file; an
+        object that does not match, or is not root's, is compiled again and never loaded.
     type: path
     default: /var/cache/netfleet-xdp-lb
   clear_overrides:
