@@ -6,7 +6,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: deps demo test test-unit test-dataplane test-examples test-integration test-molecule test-ops test-packaging \
+.PHONY: deps demo test test-unit test-dataplane test-security test-examples test-integration test-molecule test-ops test-packaging \
         sanity lint bench-dataplane bench-forwarding bench-fleet bench-controlplane bench-plots clean
 
 ## deps: install packages (apt) and the pinned venv, link the collection
@@ -19,7 +19,7 @@ demo: deps
 	bash scripts/demo.sh
 
 ## test: the whole suite (what CI runs)
-test: deps test-unit test-packaging test-dataplane test-examples test-integration test-molecule test-ops sanity lint
+test: deps test-unit test-packaging test-dataplane test-security test-examples test-integration test-molecule test-ops sanity lint
 
 test-unit: deps
 	$(PYTEST) -q tests/unit
@@ -30,6 +30,10 @@ test-packaging: deps
 
 test-dataplane: deps
 	$(PYTEST) -q tests/dataplane
+
+## test-security: the trust model (docs/design.md): nobody's planted objects, links and directories refused
+test-security: deps
+	$(PYTEST) -q tests/security
 
 ## test-examples: every task of the modules' EXAMPLES, run for real in namespaces of its own
 test-examples: deps

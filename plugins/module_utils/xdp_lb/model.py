@@ -249,6 +249,9 @@ def _iflist(path, value, required):
 def _abspath(path, value):
     if not isinstance(value, str) or not value.startswith("/"):
         raise ConfigError(path, value, "is not an absolute path")
+    if any(part in (".", "..") for part in value.split("/")):
+        # checked as given, not normalised away: the path root uses is the one the user sees
+        raise ConfigError(path, value, "must not contain '.' or '..' components (give the directory itself)")
     return os.path.normpath(value)
 
 
