@@ -352,12 +352,20 @@ class Engine:
                     mapset.close()
                     _close(pinned["fd"] if pinned else None)
 
-    def _snat(self):
-        """NAT source per family in use: configured, else what the kernel would use."""
+    def _snat(self, ipr):
+        """NAT source per family in use: configured (an address the host
+        has), else what the kernel would use."""
         cfg = self.cfg
         out = {4: None, 6: None}
         if cfg.mode != "nat":
             return out
+        for fam in (4, 6):
+            value = getattr(cfg, "nat_source_ipv%d" % fam)
+            if value is not None and not netlink.has_address(ipr, value):
+                raise EngineError("nat_source_ipv%d: %s is not an address of this host%s; replies from the "
+                                  "backends would not come back to it (add it to an interface or leave the "
+                                  "option out to use the kernel's source address)"
+                                  % (fam, value, " (network namespace %s)" % cfg.netns if cfg.netns else ""))
         for fam in cfg.families():
             value = getattr(cfg, "nat_source_ipv%d" % fam)
             if value is None:
@@ -431,7 +439,7 @@ class Engine:
                                  "start empty" % ", ".join(resize))
         live = Tables() if resize or not mapset.exists() else \
             maps.read_tables(mapset, cfg.ring_size, cfg.max_backends)
-        snat = self._snat()
+        snat = self._snat(ipr)
         tx = [ifindex[n] for n in self.redirect]
         try:
             sids, bids = maps.assign_ids(cfg.services, live, prev.get("ids"), cfg.max_services, cfg.max_backends)
