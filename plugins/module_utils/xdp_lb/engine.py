@@ -902,6 +902,10 @@ def restore(state_dir=model.DEFAULT_STATE_DIR, name=None, check_mode=False):
     recorded source dir if the object is gone.  Returns {name: result or
     error message}.
     """
+    if name is not None:
+        model.check_name(name)
+    elif not os.path.isdir(state_dir):
+        raise EngineError("state directory %s does not exist: no load balancer was deployed here" % state_dir)
     names = [name] if name else state.instances(state_dir)
     out = {}
     for n in names:
@@ -910,7 +914,10 @@ def restore(state_dir=model.DEFAULT_STATE_DIR, name=None, check_mode=False):
             data = state.load(path)
             if data is None:
                 raise EngineError("no state file %s" % path)
-            cfg = model.Config.from_dict(data["config"])
+            try:
+                cfg = model.Config.from_dict(data["config"])
+            except model.ConfigError as exc:
+                raise EngineError("state file %s: config.%s" % (path, exc))
             rec = data.get("build") or {}
             obj = rec.get("object")
             if obj and os.path.exists(obj):
@@ -1016,6 +1023,8 @@ def instance_info(data):
 
 def info(state_dir=model.DEFAULT_STATE_DIR, name=None):
     """[instance_info] for ``name`` or every instance with a state file."""
+    if name is not None:
+        model.check_name(name)
     names = [name] if name else state.instances(state_dir)
     out = []
     for n in names:
@@ -1030,6 +1039,6 @@ def info(state_dir=model.DEFAULT_STATE_DIR, name=None):
             continue
         try:
             out.append(instance_info(data))
-        except (netlink.NetError, bpf.BPFError, OSError) as exc:
-            out.append({"name": n, "error": str(exc)})
+        except (netlink.NetError, bpf.BPFError, maps.MapError, OSError, ValueError) as exc:
+            out.append({"name": n, "error": "%s: %s" % (state.state_path(state_dir, n), exc)})
     return out
