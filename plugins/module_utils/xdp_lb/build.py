@@ -29,13 +29,30 @@ class BuildError(Exception):
 
 
 def compiler_version(clang="clang"):
+    """The first line of ``clang --version``; BuildError unless the program
+    runs and says it is clang (``/bin/false``, ``/bin/echo``, gcc are not)."""
     try:
-        return run([clang, "--version"])[1].splitlines()[0].strip()
+        out = run([clang, "--version"])[1]
     except CommandError as exc:
         if exc.rc == 127:
             raise BuildError("clang not found (%s): install clang and llvm, or set the clang "
                              "option to its path" % clang)
-        raise BuildError(str(exc))
+        raise BuildError("clang: %s is not a working clang ('%s --version' exited %s)" % (clang, clang, exc.rc))
+    lines = out.strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    if "clang" not in first.lower():
+        raise BuildError("clang: %s does not identify as clang ('%s --version' says %r); set the clang option "
+                         "to a clang binary" % (clang, clang, first[:80]))
+    return first
+
+
+def is_object(path):
+    """Whether ``path`` is a non-empty ELF file (what clang -target bpf writes)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except (IOError, OSError):
+        return False
 
 
 def read_sources(source_dir):
@@ -134,7 +151,7 @@ def compile_object(source_dir, build_dir, defines=None, clang="clang", compiler=
     compiler = compiler or compiler_version(clang)
     digest = build_hash(sources, defines, compiler)
     obj = object_path(build_dir, digest)
-    if os.path.exists(obj):
+    if os.path.exists(obj) and is_object(obj):
         return obj, digest, True
     if not os.path.isdir(build_dir):
         os.makedirs(build_dir, 0o755)
@@ -145,6 +162,9 @@ def compile_object(source_dir, build_dir, defines=None, clang="clang", compiler=
         define_args(defines) + ["-c", os.path.join(source_dir, SOURCE), "-o", tmp]
     try:
         run(argv)
+        if not is_object(tmp):
+            raise BuildError("clang: %s exited 0 but wrote no BPF object (%s is %s); set the clang option to a "
+                             "clang binary" % (clang, tmp, "empty" if os.path.getsize(tmp) == 0 else "not ELF"))
         os.rename(tmp, obj)
     except CommandError as exc:
         raise BuildError("compiling %s failed:\n%s" % (SOURCE, (exc.stderr or exc.stdout).strip()))
