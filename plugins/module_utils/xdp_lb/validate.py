@@ -44,7 +44,7 @@ def show(value):
 # Instance names name files (<state_dir>/<name>.json) and bpffs directories:
 # no dots (bpffs refuses them, and no '..'), no '/', at most 64 characters.
 NAME_RULE = "letters, digits, '_' and '-', at most 64, starting with a letter or digit"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 
 
 def instance_name(value, path="name"):
@@ -67,7 +67,7 @@ def state_file(state_dir, name, path="name"):
 # letters, digits, '_', '-', '.', not starting with '-' or '.'.
 IFNAMSIZ = 16
 IFNAME_RULE = "1-%d characters: letters, digits, '_', '-' and '.', not starting with '-' or '.'" % (IFNAMSIZ - 1)
-_IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
 
 def interface_name(value, path="interface"):
