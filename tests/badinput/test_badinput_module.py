@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from conftest import BE1, BE2, VIP, VIP2, module_fails, playbook
+from badlab import BE1, BE2, VIP, VIP2, module_fails, playbook
 
 
 def svc(vip, backends, **kw):

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from conftest import BE1, cli, info, module
+from badlab import BE1, cli, info, module
 
 # (id, change to the state dict, the key the error names, the value shown)
 DAMAGE = [
@@ -76,8 +76,10 @@ def test_damaged_state_file(lab, damaged, snap, key, value, tmp_path):
     # xdp_lb_info
     res = info(lab, name="bi").result
     assert not res.get("failed") and res["instances"][0]["error"].startswith(start), res
-    # the host command: restore, status, flows, guard (exit 1, one line, no traceback)
-    for args in (["restore", "bi"], ["status", "bi"], ["flows", "bi"], ["guard", "bi"]):
+    # the host command: restore; for the three and a few more, status, flows, guard too
+    # (exit 1, one line, no traceback); each command is a process of its own, which is what costs
+    every = key in ("ids", "neighbours", "config", "config.services[0]", "program.id", "nat_guard.ports")
+    for args in (["restore", "bi"], ["status", "bi"], ["flows", "bi"], ["guard", "bi"])[:None if every else 1]:
         r = cli(lab, *args)
         assert r.returncode == 1, (args, r.returncode, r.stdout, r.stderr)
         assert start in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
