@@ -52,5 +52,3 @@ def snap(lab):
     yield before
     after = hostsnap.take(lab)
     assert before == after, "the host changed:\n" + "\n".join(hostsnap.diff(before, after))
-
-
