@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: deps demo test test-unit test-dataplane test-security test-examples test-integration test-molecule test-ops test-packaging \
-        sanity lint bench-dataplane bench-forwarding bench-fleet bench-controlplane bench-plots clean
+        test-badinput sanity lint bench-dataplane bench-forwarding bench-fleet bench-controlplane bench-plots clean
 
 ## deps: install packages (apt) and the pinned venv, link the collection
 deps:
@@ -19,7 +19,7 @@ demo: deps
 	bash scripts/demo.sh
 
 ## test: the whole suite (what CI runs)
-test: deps test-unit test-packaging test-dataplane test-security test-examples test-integration test-molecule test-ops sanity lint
+test: deps test-unit test-packaging test-dataplane test-security test-badinput test-examples test-integration test-molecule test-ops sanity lint
 
 test-unit: deps
 	$(PYTEST) -q tests/unit
@@ -34,6 +34,10 @@ test-dataplane: deps
 ## test-security: the trust model (docs/design.md): nobody's planted objects, links and directories refused
 test-security: deps
 	$(PYTEST) -q tests/security
+
+## test-badinput: bad input to the module, xdp_lb_info and xdp-lb against a running instance; the host must not change
+test-badinput: deps
+	$(PYTEST) -q tests/badinput
 
 ## test-examples: every task of the modules' EXAMPLES, run for real in namespaces of its own
 test-examples: deps

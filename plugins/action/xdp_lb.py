@@ -58,6 +58,13 @@ class ActionModule(ActionBase):
         if "_sources" in args:
             raise AnsibleActionFail("_sources is set by the action plugin; use source for a directory "
                                     "on the host")
+        services = args.get("services")
+        if isinstance(services, (list, tuple)):
+            # Ansible's own conversion of a list element to a dict names no index
+            for i, svc in enumerate(services):
+                if not isinstance(svc, dict):
+                    raise AnsibleActionFail("services[%d]: %r is not a mapping (vip, port, protocol, scheduler, "
+                                            "backends); nothing changed" % (i, svc))
         if args.get("state", "present") != "absent" and not args.get("source"):
             args["_sources"] = read_sources()
         origins = None

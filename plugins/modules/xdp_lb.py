@@ -122,7 +122,10 @@ options:
     default: []
     suboptions:
       vip:
-        description: Virtual IP address (IPv4 or IPv6) the clients connect to.
+        description:
+          - Virtual IP address (IPv4 or IPv6) the clients connect to.
+          - A unicast address without an IPv6 scope id (C(%eth0)); loopback, link-local, unspecified,
+            multicast and IPv4-mapped addresses are refused, here and for backends and NAT sources.
         type: str
         required: true
       port:
@@ -218,6 +221,8 @@ options:
       - Source address the load balancer uses towards IPv4 backends in O(mode=nat).
       - Detected when not set. It is the source address the kernel would use towards the first
         IPv4 backend (a route lookup).
+      - When set, it must be an address the host (or O(netns)) has on one of its interfaces, and not
+        a VIP; the module fails before changing anything otherwise.
     type: str
   nat_source_ipv6:
     description:
@@ -267,6 +272,15 @@ options:
       - Flows tracked in each direction (LRU), a compile-time size. Changing it recreates the maps.
     type: int
     default: 65536
+  max_map_memory:
+    description:
+      - Memory budget in MiB for the instance's BPF maps. The module computes what O(ring_size),
+        O(max_services), O(max_backends) and O(conntrack_size) take (lb_ring alone is 2 x O(max_services)
+        x O(ring_size) entries; per-CPU maps count once per possible CPU) and fails before compiling,
+        naming the sizes, the figure and the budget, when they need more.
+      - The defaults need about 50 MiB.
+    type: int
+    default: 1024
   debug:
     description:
       - Build with C(XDP_LB_DEBUG), which traces decisions with C(bpf_printk) to
@@ -949,6 +963,7 @@ ARGUMENT_SPEC = dict(
     max_services=dict(type='int', default=32),
     max_backends=dict(type='int', default=4096),
     conntrack_size=dict(type='int', default=65536),
+    max_map_memory=dict(type='int', default=1024),
     debug=dict(type='bool', default=False),
     clang=dict(type='str', default='clang'),
     health_checks=dict(type='bool', default=False),

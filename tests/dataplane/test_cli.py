@@ -250,7 +250,7 @@ def test_bad_input(lab):
     st = status(lab)
     cases = [
         (["drain", BE2, "-i", "nope"], 2, "unknown instance 'nope'"),
-        (["drain", BE2, "-i", "../x"], 2, "instance '../x' is not a valid name"),
+        (["drain", BE2, "-i", "../x"], 2, "--instance: ../x is not a valid instance name"),
         (["drain", "198.18.1.99"], 2, "no backend 198.18.1.99 in instance web"),
         (["drain", "198.18.1.300"], 2, "backend: '198.18.1.300' is not an IPv4 or IPv6 address"),
         (["drain", "web-3"], 2, "backend 'web-3': expected ADDRESS or ADDRESS:PORT"),

@@ -223,7 +223,7 @@ def test_object_with_wrong_digest_is_rebuilt_and_refused_by_restore_digest(top):
 def test_compiler_that_writes_no_object_is_refused(top):
     bd = os.path.join(top, "build")
     os.mkdir(bd, 0o755)
-    with pytest.raises(build.BuildError, match="exited 0 but wrote no ELF object .0 bytes."):
+    with pytest.raises(build.BuildError, match="exited 0 but wrote no BPF object .* empty, 0 bytes"):
         build.compile_object(FILES, bd, {}, clang="/bin/echo", compiler="echo")
     assert os.listdir(bd) == []
 

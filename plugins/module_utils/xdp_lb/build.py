@@ -37,13 +37,21 @@ class BuildError(Exception):
 
 
 def compiler_version(clang="clang"):
+    """The first line of ``clang --version``; BuildError unless the program
+    runs and says it is clang (``/bin/false``, ``/bin/echo``, gcc are not)."""
     try:
-        return run([clang, "--version"])[1].splitlines()[0].strip()
+        out = run([clang, "--version"])[1]
     except CommandError as exc:
         if exc.rc == 127:
             raise BuildError("clang not found (%s): install clang and llvm, or set the clang "
                              "option to its path" % clang)
-        raise BuildError(str(exc))
+        raise BuildError("clang: %s is not a working clang ('%s --version' exited %s)" % (clang, clang, exc.rc))
+    lines = out.strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    if "clang" not in first.lower():
+        raise BuildError("clang: %s does not identify as clang ('%s --version' says %r); set the clang option "
+                         "to a clang binary" % (clang, clang, first[:80]))
+    return first
 
 
 def read_sources(source_dir):
@@ -187,8 +195,8 @@ def compile_object(source_dir, build_dir, defines=None, clang="clang", compiler=
         with open(tmp, "rb") as f:
             data = f.read()
         if not data.startswith(b"\x7fELF"):
-            raise BuildError("%s exited 0 but wrote no ELF object (%d bytes): is the clang option a "
-                             "compiler?" % (clang, len(data)))
+            raise BuildError("clang: %s exited 0 but wrote no BPF object (%s is %s, %d bytes): set the clang option "
+                             "to a clang binary" % (clang, tmp, "not ELF" if data else "empty", len(data)))
         # digest first: an object without its digest file is never used
         trust.atomic_write(digest_path(obj), (hashlib.sha256(data).hexdigest() + "\n").encode(), 0o644)
         os.chmod(tmp, 0o644)

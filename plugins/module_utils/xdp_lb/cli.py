@@ -52,7 +52,8 @@ import sys
 import time
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    engine, explain, flows, health, metrics, model, natguard, netlink, operate, overrides, state, top, trace, views)
+    engine, explain, flows, health, metrics, model, natguard, netlink, operate, overrides, state, top, trace, validate,
+    views)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,8 +143,28 @@ def _parser():
     h.add_argument("name", help="instance")
     h.add_argument("--config", metavar="FILE",
                    help="checker settings, JSON (default: <state-dir>/health/<name>.conf.json if it exists)")
-    h.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: run until stopped)")
+    h.add_argument("--rounds", type=_rounds, default=0, help="stop after this many rounds (0: run until stopped)")
     return p
+
+
+def _rounds(text):
+    """--rounds: a whole number >= 0 (argparse reports the error, exit 2)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError("%r is not a whole number of rounds (0: run until stopped)" % text)
+    return int(text)
+
+
+# Subcommands whose positional ``name`` (or -i/--instance) is an instance name.
+def _check_names(args):
+    """Exit-2 message for an instance name that is not one (validate.instance_name), or None."""
+    for attr, what in (("name", "instance"), ("instance", "--instance")):
+        value = getattr(args, attr, None)
+        if value is not None:
+            try:
+                validate.instance_name(value, what)
+            except validate.ConfigError as exc:
+                return str(exc)
+    return None
 
 
 def _log(msg):
@@ -378,6 +399,14 @@ def _operate(parser, args):
 def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
+    bad = _check_names(args) if args.command else None
+    if bad:
+        sys.stderr.write("xdp-lb %s: %s\n" % (args.command, bad))
+        return 2
+    if args.command in ("restore", "guard") and args.all and not os.path.isdir(args.state_dir):
+        sys.stderr.write("xdp-lb %s: --state-dir %s does not exist: no load balancer was deployed here\n"
+                         % (args.command, args.state_dir))
+        return 1
     if args.command == "restore":
         if bool(args.all) == bool(args.name):
             parser.print_usage(sys.stderr)

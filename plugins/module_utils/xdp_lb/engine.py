@@ -440,12 +440,20 @@ class Engine:
                     mapset.close()
                     _close(pinned["fd"] if pinned else None)
 
-    def _snat(self):
-        """NAT source per family in use: configured, else what the kernel would use."""
+    def _snat(self, ipr):
+        """NAT source per family in use: configured (an address the host
+        has), else what the kernel would use."""
         cfg = self.cfg
         out = {4: None, 6: None}
         if cfg.mode != "nat":
             return out
+        for fam in (4, 6):
+            value = getattr(cfg, "nat_source_ipv%d" % fam)
+            if value is not None and not netlink.has_address(ipr, value):
+                raise EngineError("nat_source_ipv%d: %s is not an address of this host%s; replies from the "
+                                  "backends would not come back to it (add it to an interface or leave the "
+                                  "option out to use the kernel's source address)"
+                                  % (fam, value, " (network namespace %s)" % cfg.netns if cfg.netns else ""))
         for fam in cfg.families():
             value = getattr(cfg, "nat_source_ipv%d" % fam)
             if value is None:
@@ -544,7 +552,7 @@ class Engine:
                                  "start empty" % ", ".join(resize))
         live = Tables() if resize or not mapset.exists() else \
             maps.read_tables(mapset, cfg.ring_size, cfg.max_backends)
-        snat = self._snat()
+        snat = self._snat(ipr)
         tx = [ifindex[n] for n in self.redirect]
         try:
             sids, bids = maps.assign_ids(cfg.services, live, prev.get("ids"), cfg.max_services, cfg.max_backends)
@@ -1018,6 +1026,10 @@ def restore(state_dir=model.DEFAULT_STATE_DIR, name=None, check_mode=False):
     root's and gives the recorded build hash (rebuild_recorded), else
     fails naming why.  Returns {name: result or error message}.
     """
+    if name is not None:
+        model.check_name(name)
+    elif not os.path.isdir(state_dir):
+        raise EngineError("state directory %s does not exist: no load balancer was deployed here" % state_dir)
     names = [name] if name else state.instances(state_dir)
     out = {}
     for n in names:
@@ -1026,7 +1038,10 @@ def restore(state_dir=model.DEFAULT_STATE_DIR, name=None, check_mode=False):
             data = state.load(path)
             if data is None:
                 raise EngineError("no state file %s" % path)
-            cfg = model.Config.from_dict(data["config"])
+            try:
+                cfg = model.Config.from_dict(data["config"])
+            except model.ConfigError as exc:
+                raise EngineError("state file %s: config.%s" % (path, exc))
             # the recorded object, verified against its recorded digest
             # before it is loaded; missing or altered: rebuilt only with the
             # recorded compiler (compile_build, rebuild_recorded)
@@ -1120,6 +1135,8 @@ def instance_info(data):
 
 def info(state_dir=model.DEFAULT_STATE_DIR, name=None):
     """[instance_info] for ``name`` or every instance with a state file."""
+    if name is not None:
+        model.check_name(name)
     names = [name] if name else state.instances(state_dir)
     out = []
     for n in names:
@@ -1134,6 +1151,6 @@ def info(state_dir=model.DEFAULT_STATE_DIR, name=None):
             continue
         try:
             out.append(instance_info(data))
-        except (netlink.NetError, bpf.BPFError, OSError) as exc:
-            out.append({"name": n, "error": str(exc)})
+        except (netlink.NetError, bpf.BPFError, maps.MapError, OSError, ValueError) as exc:
+            out.append({"name": n, "error": "%s: %s" % (state.state_path(state_dir, n), exc)})
     return out

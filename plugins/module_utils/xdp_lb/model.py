@@ -13,11 +13,10 @@ from 0 to 1000``.  The same Config round-trips through the state file
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import ipaddress
 import os
 import re
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import build, layout
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import build, layout, validate as _v
 
 DEFAULT_STATE_DIR = "/var/lib/netfleet-xdp-lb"
 DEFAULT_BUILD_DIR = "/var/cache/netfleet-xdp-lb"
@@ -46,27 +45,14 @@ BACKEND_KEYS = ("address", "weight", "port")
 # Service keys the action plugin resolves from the inventory (plugin_utils/inventory_backends.py).
 INVENTORY_KEYS = ("backend_group", "backend_port", "backend_weight", "backend_use_ansible_host")
 
-# Interface names: what the kernel accepts (dev_valid_name), at most 15 bytes.
-_IFNAME = re.compile(r"^[^/\s:]{1,15}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")   # no dots: bpffs refuses them
+MAX_MAP_MEMORY = _v.MAP_MEMORY_BUDGET >> 20   # MiB, max_map_memory's default
+
 _NETNS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class ConfigError(ValueError):
-    """Invalid module parameters; the message names the field and value."""
-
-    def __init__(self, path, value, problem):
-        self.path, self.value, self.problem = path, value, problem
-        super(ConfigError, self).__init__("%s: %s %s" % (path, _show(value), problem))
-
-
-def _show(value):
-    """How a value appears in an error message."""
-    if isinstance(value, str):
-        return value if value and value == value.strip() else repr(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return repr(value)
+# Invalid module parameters; the message names the field, value and rule (validate.py).
+ConfigError = _v.ConfigError
+_show = _v.show
 
 
 class Backend:
@@ -129,7 +115,7 @@ class Config:
               "redirect_algorithm", "nat_source_ipv4", "nat_source_ipv6", "nat_port_min",
               "nat_port_max", "flow_idle_timeout", "ring_size", "max_services", "max_backends",
               "conntrack_size", "debug", "clang", "netns", "source", "pin_dir", "state_dir", "build_dir",
-              "health_checks", "preflight", "nat_guard")
+              "health_checks", "preflight", "nat_guard", "max_map_memory")
 
     def __init__(self, **kw):
         for field in self.FIELDS:
@@ -165,7 +151,22 @@ class Config:
         out["interfaces"] = list(self.interfaces or [])
         out["redirect_interfaces"] = list(self.redirect_interfaces or [])
         out["services"] = [s.to_dict() for s in self.services]
+        if out.get("max_map_memory") in (None, MAX_MAP_MEMORY):   # state files written before it stay identical
+            out.pop("max_map_memory", None)
         return out
+
+    def map_memory(self, ncpus=None):
+        """Bytes the maps of this build take (validate.map_memory), or
+        ConfigError naming the sizes when they exceed max_map_memory."""
+        from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import maps
+        sizes = dict(layout.DEFAULT_SIZES)
+        sizes.update(XDP_LB_MAX_SERVICES=self.max_services, XDP_LB_MAX_BACKENDS=self.max_backends,
+                     XDP_LB_RING_SIZE=self.ring_size, XDP_LB_CT_SIZE=self.conntrack_size)
+        fields = {"ring_size": self.ring_size, "max_services": self.max_services,
+                  "max_backends": self.max_backends, "conntrack_size": self.conntrack_size}
+        budget = (self.max_map_memory or MAX_MAP_MEMORY) << 20
+        return _v.check_map_memory(maps.expected_map_shapes(sizes), ncpus or possible_cpus(), fields, budget,
+                                   "max_map_memory")
 
     @classmethod
     def from_dict(cls, data):
@@ -175,6 +176,20 @@ class Config:
         # applied then (health.enabled reads them the same way).
         params.setdefault("health_checks", True)
         return validate(params)
+
+
+def possible_cpus(path="/sys/devices/system/cpu/possible"):
+    """CPUs the kernel sizes per-CPU maps for ('0-3' -> 4); os.cpu_count() if unreadable."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        n = 0
+        for part in text.split(","):
+            lo, _sep, hi = part.partition("-")
+            n += int(hi or lo) - int(lo) + 1
+        return n
+    except (IOError, OSError, ValueError):
+        return os.cpu_count() or 1
 
 
 def _int(path, value, lo, hi, what=None):
@@ -211,21 +226,12 @@ def _choice(path, value, choices):
 
 
 def _ip(path, value):
-    if not isinstance(value, str):
-        raise ConfigError(path, value, "is not an IPv4 or IPv6 address")
-    try:
-        ip = ipaddress.ip_address(value.strip())
-    except ValueError:
-        raise ConfigError(path, value, "is not an IPv4 or IPv6 address")
-    if ip.is_unspecified or ip.is_multicast or (ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255")):
-        raise ConfigError(path, value, "is not a unicast address")
-    return str(ip), ip.version
+    """A VIP, backend or NAT source: unicast, no scope id (validate.address)."""
+    return _v.address(value, path)
 
 
 def _ifname(path, value):
-    if not isinstance(value, str) or not _IFNAME.match(value) or value in (".", ".."):
-        raise ConfigError(path, value, "is not a valid interface name (1-15 characters, no '/', ':' or spaces)")
-    return value
+    return _v.interface_name(value, path)
 
 
 def _iflist(path, value, required):
@@ -270,10 +276,7 @@ def is_prime(n):
 
 def check_name(name, path="name"):
     """An instance name (it names files and bpffs directories), or ConfigError."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(path, name, "is not a valid instance name (letters, digits, '_' and '-', "
-                          "at most 64, starting with a letter or digit)")
-    return name
+    return _v.instance_name(name, path)
 
 
 def _unknown(path, data, known):
@@ -415,6 +418,8 @@ def validate(params):
     cfg.ring_size = _int("ring_size", ring, 3, RING_SIZE_MAX, "a prime from 3 to %d" % RING_SIZE_MAX)
     if not is_prime(cfg.ring_size):
         raise ConfigError("ring_size", cfg.ring_size, "is not a prime number (e.g. 65537, 131071, 262139)")
+    cfg.max_map_memory = _int("max_map_memory", p.get("max_map_memory") if p.get("max_map_memory") is not None
+                              else MAX_MAP_MEMORY, 16, 1 << 20, "a number of MiB from 16 to %d" % (1 << 20))
 
     cfg.nat_port_min = _int("nat_port_min", p.get("nat_port_min") if p.get("nat_port_min") is not None
                             else 20000, 1, 65535)
@@ -446,6 +451,8 @@ def validate(params):
         cfg.services = []
         cfg.redirect_interfaces = []
         return cfg
+    # before any build: clang takes minutes to fail on sizes that overflow
+    cfg.map_memory()
 
     if cfg.mode == "redirect":
         if not cfg.redirect_interfaces:
@@ -470,6 +477,17 @@ def validate(params):
         seen[svc.key] = i
         services.append(svc)
     cfg.services = services
+    vips = dict((s.vip, i) for i, s in reversed(list(enumerate(services))))
+    nat_sources = dict((getattr(cfg, "nat_source_ipv%d" % f), "nat_source_ipv%d" % f) for f in (4, 6))
+    for i, svc in enumerate(services):
+        for j, b in enumerate(svc.backends):
+            where = "services[%d].backends[%d].address" % (i, j)
+            if b.address in vips:
+                raise ConfigError(where, b.address, "is the vip of services[%d]: a backend must be another "
+                                  "address than the balancer's VIPs" % vips[b.address])
+            if b.address in nat_sources:
+                raise ConfigError(where, b.address, "is the balancer's own NAT source (%s): a backend must be "
+                                  "another host" % nat_sources[b.address])
     if len(services) > cfg.max_services:
         raise ConfigError("services", "[%d services]" % len(services),
                           "are more than max_services (%d)" % cfg.max_services)
@@ -487,4 +505,7 @@ def validate(params):
         key = "nat_source_ipv%d" % fam
         if getattr(cfg, key) is not None and (cfg.mode != "nat"):
             raise ConfigError(key, getattr(cfg, key), "is only used in nat mode")
+        if getattr(cfg, key) is not None and getattr(cfg, key) in vips:
+            raise ConfigError(key, getattr(cfg, key), "is the vip of services[%d]: the NAT source must be an "
+                              "address of the balancer that is not a VIP" % vips[getattr(cfg, key)])
     return cfg

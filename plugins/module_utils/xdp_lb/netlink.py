@@ -27,6 +27,7 @@ __metaclass__ = type
 import contextlib
 import errno
 import importlib.util
+import ipaddress
 import os
 import socket
 import types
@@ -266,6 +267,17 @@ def source_address(address):
         except OSError:
             return None
         return sock.getsockname()[0]
+
+
+def has_address(ipr, address):
+    """Whether an interface of this network namespace has ``address``."""
+    want = ipaddress.ip_address(address)
+    for msg in ipr.get_addr(family=_family(address)):
+        for attr in ("IFA_LOCAL", "IFA_ADDRESS"):
+            value = msg.get_attr(attr)
+            if value and ipaddress.ip_address(value) == want:
+                return True
+    return False
 
 
 # ---- neighbours -------------------------------------------------------------------

@@ -19,13 +19,12 @@ line naming what is wrong.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import ipaddress
 import os
 import re
 import time
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    engine, health, maps, model, netlink, overrides, state)
+    engine, health, maps, model, netlink, overrides, state, validate)
 
 
 class UsageError(Exception):
@@ -36,8 +35,6 @@ class HostError(Exception):
     """Exit 1: the host or instance is not in a state to answer."""
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_IFNAME = re.compile(r"^[^/\s:]{1,15}$")
 _SERVICE = re.compile(r"^(?:(?P<p1>tcp|udp)/)?(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>[0-9]{1,5})(?:/(?P<p2>tcp|udp))?$")
 _BACKEND = re.compile(r"^(?P<host>\[[^\]]+\]|[0-9.]+|[0-9A-Fa-f:]+)(?::(?P<port>[0-9]{1,5}))?$")
 
@@ -51,10 +48,9 @@ def need_root():
 
 def address(text, what):
     try:
-        ip = ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        raise UsageError("%s: %r is not an IPv4 or IPv6 address" % (what, text))
-    return str(ip)
+        return validate.address(text.strip("[]"), what, special_ok=True)[0]
+    except validate.ConfigError:
+        raise UsageError("%s: %r is not an IPv4 or IPv6 address (no scope id)" % (what, text))
 
 
 def port(text, what):
@@ -95,8 +91,11 @@ def weight(text):
 
 def instance(state_dir, name):
     """(name, state dict) of ``name``, or of the only instance when ``name`` is None."""
-    if name is not None and not _NAME.match(name):
-        raise UsageError("instance %r is not a valid name (letters, digits, '_' and '-', up to 64)" % name)
+    if name is not None:
+        try:
+            validate.instance_name(name, "instance")
+        except validate.ConfigError as exc:
+            raise UsageError(str(exc))
     if not os.path.isdir(state_dir):
         raise HostError("state directory %s does not exist: no load balancer was deployed here" % state_dir)
     names = state.instances(state_dir)
@@ -129,7 +128,10 @@ def check_live(data):
 
 
 def services_of(data):
-    return model.Config.from_dict(data["config"]).services
+    try:
+        return model.Config.from_dict(data["config"]).services
+    except model.ConfigError as exc:
+        raise HostError("state file of instance %s: config.%s" % (data.get("name"), exc))
 
 
 def match_backends(data, service, backend):
@@ -170,8 +172,10 @@ def set_port(state_dir, name, data, action, ifname):
     if cfg.get("mode") != "redirect":
         raise UsageError("instance %s is in %s mode: redirect ports exist only in redirect mode"
                          % (name, cfg.get("mode")))
-    if not _IFNAME.match(ifname or ""):
-        raise UsageError("interface %r is not a valid interface name" % ifname)
+    try:
+        validate.interface_name(ifname, "interface")
+    except validate.ConfigError as exc:
+        raise UsageError(str(exc))
     check_live(data)
     try:
         backends = overrides.load(state_dir, name)

@@ -32,15 +32,20 @@ __metaclass__ = type
 import errno
 import json
 import os
-import re
 import time
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import health, model, state
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import health, model, state, validate
 
 OVERRIDE_DIR = "overrides"
 VERSION = 1
 ACTIONS = ("drain", "weight", "undrain")
-_IFNAME = re.compile(r"^[^/\s:]{1,15}$")
+
+
+def _is_ifname(value):
+    try:
+        return bool(validate.interface_name(value))
+    except validate.ConfigError:
+        return False
 
 
 class OverrideError(Exception):
@@ -81,7 +86,7 @@ def _read(state_dir, name):
         raise OverrideError("overrides file %s: entry %s is not a valid override" % (p, bad[0]))
     ports = data.get("redirect_ports") or {}
     if not isinstance(ports, dict) or not all(
-            isinstance(ports.get(k, []), list) and all(isinstance(n, str) and _IFNAME.match(n) for n in ports.get(k, []))
+            isinstance(ports.get(k, []), list) and all(_is_ifname(n) for n in ports.get(k, []))
             for k in ("add", "remove")):
         raise OverrideError("overrides file %s: redirect_ports is not {add: [interfaces], remove: [interfaces]}" % p)
     return {"backends": dict(data["backends"]),

@@ -61,6 +61,7 @@ def load(path):
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
         raise StateError("state file %s has an unknown format (version %r)"
                          % (path, data.get("version") if isinstance(data, dict) else None))
+    check_shape(data, path)
     return data
 
 
@@ -199,3 +200,92 @@ class Lock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+# ---- the shape of a state file --------------------------------------------------------
+#
+# A state file edited by hand or damaged must give one clear error naming
+# the file and the key, never an exception deep in the engine (the module,
+# xdp_lb_info and every xdp-lb command read it).  Only types are checked
+# here; what the values mean is model.validate's job (Config.from_dict).
+
+_STR, _INT, _BOOL, _LIST, _DICT = (str,), (int,), (bool,), (list,), (dict,)
+# config keys -> types (None is accepted for each: the option's default)
+_CONFIG = {
+    "name": _STR, "state": _STR, "interfaces": _LIST, "mode": _STR, "attach_mode": _STR,
+    "redirect_interfaces": _LIST, "redirect_algorithm": _STR, "nat_source_ipv4": _STR,
+    "nat_source_ipv6": _STR, "nat_port_min": _INT, "nat_port_max": _INT, "flow_idle_timeout": _INT,
+    "ring_size": _INT, "max_services": _INT, "max_backends": _INT, "conntrack_size": _INT,
+    "max_map_memory": _INT, "debug": _BOOL, "clang": _STR, "netns": _STR, "source": _STR, "pin_dir": _STR,
+    "state_dir": _STR, "build_dir": _STR, "health_checks": _BOOL, "preflight": _BOOL, "nat_guard": _BOOL,
+    "services": _LIST,
+}
+_TOP = {"name": _STR, "netns": _STR, "config": _DICT, "build": _DICT, "program": _DICT, "ids": _DICT,
+        "rings": _DICT, "nat_source": _DICT, "neighbours": _LIST, "interfaces": _DICT, "nat_guard": _DICT}
+_WHAT = {str: "a string", int: "an integer", bool: "a boolean", list: "a list", dict: "a mapping"}
+
+
+def _bad(path, key, value, what):
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    raise StateError("state file %s: %s is %s, not %s (the file was edited or damaged: put back a good copy, "
+                     "or remove it and run the play again)" % (path, key, text, what))
+
+
+def _typed(path, key, value, types, optional=True):
+    if value is None and optional:
+        return
+    ok = isinstance(value, types) and not (bool not in types and isinstance(value, bool))
+    if not ok:
+        _bad(path, key, value, " or ".join(_WHAT[t] for t in types))
+
+
+def check_shape(data, path):
+    """StateError naming ``path`` and the key unless ``data`` has the types
+    the engine reads (top-level records, config, ids, neighbours)."""
+    for key, types in sorted(_TOP.items()):
+        _typed(path, key, data.get(key), types)
+    cfg = data.get("config") or {}
+    for key, types in sorted(_CONFIG.items()):
+        _typed(path, "config.%s" % key, cfg.get(key), types)
+    for key in ("interfaces", "redirect_interfaces"):
+        for i, name in enumerate(cfg.get(key) or []):
+            _typed(path, "config.%s[%d]" % (key, i), name, _STR, optional=False)
+    for i, svc in enumerate(cfg.get("services") or []):
+        where = "config.services[%d]" % i
+        _typed(path, where, svc, _DICT, optional=False)
+        for key, types in (("vip", _STR), ("port", _INT), ("protocol", _STR), ("scheduler", _STR),
+                           ("backends", _LIST), ("allow_no_backends", _BOOL)):
+            _typed(path, "%s.%s" % (where, key), svc.get(key), types, optional=key not in ("vip", "port"))
+        for j, b in enumerate(svc.get("backends") or []):
+            bwhere = "%s.backends[%d]" % (where, j)
+            _typed(path, bwhere, b, _DICT, optional=False)
+            for key, types in (("address", _STR), ("weight", _INT), ("port", _INT)):
+                _typed(path, "%s.%s" % (bwhere, key), b.get(key), types, optional=key != "address")
+    ids = data.get("ids") or {}
+    for kind in ("services", "backends"):
+        _typed(path, "ids.%s" % kind, ids.get(kind), _DICT)
+        for k, v in sorted((ids.get(kind) or {}).items()):
+            _typed(path, "ids.%s[%r]" % (kind, k), v, _INT, optional=False)
+    for k, v in sorted((data.get("rings") or {}).items()):
+        _typed(path, "rings[%r]" % k, v, _DICT, optional=False)
+    for i, item in enumerate(data.get("neighbours") or []):
+        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+            _bad(path, "neighbours[%d]" % i, item, "an [address, interface] pair")
+    for name, spec in sorted((data.get("interfaces") or {}).items()):
+        _typed(path, "interfaces[%r]" % name, spec, _DICT, optional=False)
+    program = data.get("program") or {}
+    _typed(path, "program.id", program.get("id"), _INT)
+    build = data.get("build") or {}
+    for key, types in (("hash", _STR), ("object", _STR), ("source_dir", _STR), ("defines", _DICT)):
+        _typed(path, "build.%s" % key, build.get(key), types)
+    for key in ("ipv4", "ipv6"):
+        _typed(path, "nat_source.%s" % key, (data.get("nat_source") or {}).get(key), _STR)
+    guard = data.get("nat_guard")
+    if guard is not None:
+        for key in ("table", "ipv4", "ipv6"):
+            _typed(path, "nat_guard.%s" % key, guard.get(key), _STR, optional=key != "table")
+        ports = guard.get("ports")
+        if not (isinstance(ports, list) and len(ports) == 2 and all(isinstance(p, int) for p in ports)):
+            _bad(path, "nat_guard.ports", ports, "a [first, last] pair of port numbers")

@@ -103,3 +103,19 @@ def test_check_bpffs_elsewhere(tmp_path, monkeypatch):
     engine.check_bpffs("/sys/fs/bpf/xdp_lb/web")          # fine
     with pytest.raises(engine.EngineError, match="pin_dir /var/lib/x is not on bpffs .it is on /, a ext4 mount."):
         engine.check_bpffs("/var/lib/x")
+
+
+@pytest.mark.parametrize("change,key", [
+    ({"ids": "x"}, "ids is 'x', not a mapping"),
+    ({"neighbours": "x"}, "neighbours is 'x', not a list"),
+    ({"config": "x"}, "config is 'x', not a mapping"),
+    ({"neighbours": [["198.18.0.1", 3]]}, "neighbours[0] is ['198.18.0.1', 3], not an [address, interface] pair"),
+    ({"ids": {"services": {"tcp/198.18.0.1:80": True}}}, "ids.services['tcp/198.18.0.1:80'] is True, not an integer"),
+    ({"config": {"services": [{"vip": "198.18.0.1", "port": "80"}]}}, "config.services[0].port is '80'"),
+])
+def test_wrong_types_name_file_and_key(tmp_path, change, key):
+    path = str(tmp_path / "web.json")
+    state.save(path, dict({"config": {}}, **change))
+    with pytest.raises(state.StateError) as exc:
+        state.load(path)
+    assert str(exc.value).startswith("state file %s: %s" % (path, key)), str(exc.value)
