@@ -74,7 +74,7 @@ def main():
             size = out.tell()
             proc = subprocess.Popen(args.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             _stop["child"] = proc.pid
-            _, status, usage = os.wait4(proc.pid, 0)
+            status, usage = os.wait4(proc.pid, 0)[1:]
             _stop["child"] = None
         end = time.time()
         with open(args.out) as f:
