@@ -433,7 +433,7 @@ def test_pull_fleet_converges_and_follows_commits(lab):
     # playbook is one debug task (what a run costs before the role does
     # anything), once the fleet's loops are stopped.
     stop_loops(lab["loops"])
-    floor = [trivial_pull(os.path.join(BASE, "trivial")) for _ in range(3)]
+    floor = [trivial_pull(os.path.join(BASE, "trivial")) for attempt in range(3)]
 
     # Figures for docs/pull.md and docs/scaling.md.
     first = [runs(h)[0] for h in HOSTS]
@@ -460,7 +460,7 @@ def test_pull_fleet_converges_and_follows_commits(lab):
         "first_converge_all_hosts_s": round(max(r["end"] for r in first) - t0, 1),
         "trivial_pull": {"note": "ansible-pull of a repository whose playbook is one debug task, "
                                  "one host, the fleet's loops stopped",
-                         "wall_s": summary([w for w, _ in floor]), "cpu_s": summary([c for _, c in floor])},
+                         "wall_s": summary([f[0] for f in floor]), "cpu_s": summary([f[1] for f in floor])},
     }
     os.makedirs(BASE, exist_ok=True)
     with open(os.path.join(BASE, "results.json"), "w") as f:
