@@ -424,7 +424,7 @@ class Engine:
         self.carry = bool(resize) and maps.migratable(mapset)
         if resize and self.carry:
             self.warnings.append("map shapes change (%s): the maps are recreated; established flows "
-                                 "(lb_ct, lb_nat_rev) are carried over, counters start at zero"
+                                 "(connection tables) are carried over, counters start at zero"
                                  % ", ".join(resize))
         elif resize:
             self.warnings.append("map sizes change (%s): the maps are recreated, conntrack and counters "
@@ -722,6 +722,10 @@ class Engine:
                 for name in os.listdir(staging):
                     os.rename(os.path.join(staging, name), os.path.join(cfg.pin_dir, name))
                 os.rmdir(staging)
+                # an older layout's maps that this one replaced (their entries were carried over)
+                for name in layout.LEGACY_MAPS:
+                    if os.path.exists(os.path.join(cfg.pin_dir, name)):
+                        os.unlink(os.path.join(cfg.pin_dir, name))
         except Exception as exc:
             problems = self._rollback(swapped, pinned, new, target, done, old_pin_replaced)
             if loaded:
