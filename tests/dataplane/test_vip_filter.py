@@ -26,7 +26,7 @@ def _address(rng, family):
     if family == 4:
         return "198.%d.%d.%d" % (rng.choice((18, 19)), rng.randrange(0, 256), rng.randrange(1, 255))
     return "fd00:%x::%x:%x" % (rng.randrange(0, 0x10000), rng.randrange(0, 0x10000),
-                              rng.randrange(1, 0x10000))
+                               rng.randrange(1, 0x10000))
 
 
 def _clear_filter(lab):
