@@ -18,6 +18,7 @@ and after the swap, must be translated exactly as the old program did (zero
 flows broken); the new maps must hold every flow with the same backend and
 NAT port, last seen now, and the old layout's pins must be gone.
 """
+import ctypes as ct
 import io
 import ipaddress
 import json
@@ -289,4 +290,61 @@ def test_upgrade_keeps_established_flows_under_traffic(old_tree, uplab):
         if traffic is not None:
             traffic.stop.set()
             traffic.join()
+        engine.run(model.validate(params(lab, work, L.FILES, state="absent")))
+
+
+def _snapshot(lab, pin_dir, state_file):
+    """What a refused run must leave as it was: attachments, pins and map ids, the state file."""
+    with maps.MapSet(pin_dir) as ms:
+        ids = ms.ids()
+    with open(state_file) as f:
+        record = f.read()
+    return (sorted(os.listdir(pin_dir)), ids, record,
+            [netlink.xdp_query(lab.ifindex[d])["prog_id"] for d in ("xlbdp0", "xlbdp1")])
+
+
+def _create_map(map_type, key_size, value_size, entries):
+    lib = bpf._libbpf()
+    lib.bpf_map_create.restype = ct.c_int
+    fd = lib.bpf_map_create(ct.c_int(map_type), b"foreign", ct.c_uint32(key_size),
+                            ct.c_uint32(value_size), ct.c_uint32(entries), None)
+    assert fd >= 0, "bpf_map_create failed"
+    return fd
+
+
+def test_foreign_map_refused_unless_recreate_asked(uplab):
+    """issue 13: a pinned map that is neither ours nor of an older layout of ours
+    (here lb_ct4 replaced by a HASH with 12-byte values) is refused, naming the
+    map and what differs, and nothing changes; with recreate_foreign_maps the
+    maps are recreated."""
+    lab, work = uplab
+    p = params(lab, work, L.FILES)
+    pin_dir = p["pin_dir"]
+    cfg = model.validate(p)
+    engine.run(cfg)
+    try:
+        path = os.path.join(pin_dir, "lb_ct4")
+        os.unlink(path)
+        fd = _create_map(1, 16, 12, 128)
+        try:
+            bpf.obj_pin(fd, path)
+        finally:
+            os.close(fd)
+        before = _snapshot(lab, pin_dir, cfg.state_file)
+        with pytest.raises(engine.EngineError) as err:
+            engine.run(model.validate(p))
+        msg = str(err.value)
+        assert "lb_ct4: type 1 (ours: 9), value size 12 (ours: 16)" in msg, msg
+        assert "recreate_foreign_maps" in msg and "Nothing was changed" in msg
+        assert _snapshot(lab, pin_dir, cfg.state_file) == before
+
+        result = engine.run(model.validate(dict(p, recreate_foreign_maps=True)))
+        assert any("recreated as asked" in w and "lb_ct4" in w for w in result["warnings"]), \
+            result["warnings"]
+        with maps.MapSet(pin_dir) as ms:
+            assert ms.foreign(cfg.defines()) == []
+            i = ms.info("lb_ct4")
+            assert (i["map_type"], i["key_size"], i["value_size"]) == (9, 16, 16)
+        assert run_pinned(lab, pin_dir, flows()[:4])[0][0] == L.XDP_REDIRECT
+    finally:
         engine.run(model.validate(params(lab, work, L.FILES, state="absent")))

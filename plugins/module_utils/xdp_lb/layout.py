@@ -224,6 +224,17 @@ FLOW_TABLES = {"lb_ct": ("lb_ct4", "lb_ct6"), "lb_nat_rev": ("lb_nat4", "lb_nat6
 # by LbFlow (the engine migrates their entries, then removes the pins).
 LEGACY_MAPS = {"lb_ct": (9, ct.sizeof(LbFlow)), "lb_nat_rev": (9, ct.sizeof(LbFlow))}
 
+# (map type, key size, value size) of our maps in older layouts, where they
+# differ from this one's: ABI 2 (lb_config without flow_idle_timeout,
+# lb_ct_entry without last_seen) and ABI 3; both had lb_ct and lb_nat_rev.
+# A pinned map of one of these shapes is an upgrade (migrated); one of
+# another shape is not ours, and is refused (maps.MapSet.foreign).
+OLDER_SHAPES = {
+    "lb_config": [(2, 4, 40)],
+    "lb_ct": [(9, 40, 8), (9, 40, 16)],
+    "lb_nat_rev": [(9, 40, 40)],
+}
+
 # Maps that only cache what the data plane can find again (zeroing them is
 # always safe; an instance pinned before they existed lacks them).
 CACHE_MAPS = ("lb_nexthop", "lb_svc_cache")

@@ -215,7 +215,6 @@ class FlowTable:
         pass        # the two maps belong to whoever opened them
 
 
-
 class MapSet:
     """The pinned maps of one instance, opened on demand."""
 
@@ -285,6 +284,27 @@ class MapSet:
         # maps of an older layout of ours that this one replaces
         bad.extend(n for n in sorted(layout.LEGACY_MAPS) if os.path.exists(self.path(n)))
         return bad
+
+    def foreign(self, sizes):
+        """[(name, what differs)] of pinned maps that are neither of this
+        layout (any size) nor of an older layout of ours (layout.OLDER_SHAPES):
+        another type, key size or value size than any of ours had."""
+        want = expected_map_shapes(sizes)
+        out = []
+        for name in list(layout.MAPS) + sorted(layout.LEGACY_MAPS):
+            if not os.path.exists(self.path(name)):
+                continue
+            i = self.info(name)
+            have = (i.get("map_type"), i.get("key_size"), i.get("value_size"))
+            ours = [want[name][:3]] if name in want else []
+            ours += layout.OLDER_SHAPES.get(name, [])
+            if have in ours:
+                continue
+            ref = ours[0]
+            diff = ["%s %s (ours: %s)" % (label, h, r) for label, h, r in
+                    zip(("type", "key size", "value size"), have, ref) if h != r]
+            out.append((name, ", ".join(diff)))
+        return out
 
     def ids(self):
         return dict((n, self.info(n).get("map_id")) for n in layout.MAPS if os.path.exists(self.path(n)))
