@@ -361,6 +361,18 @@ options:
         object that does not match, or is not root's, is compiled again and never loaded.
     type: path
     default: /var/cache/netfleet-xdp-lb
+  recreate_foreign_maps:
+    description:
+      - What to do when O(pin_dir) holds a pinned map of the instance whose map type, key size or value
+        size is neither this data plane's nor that of an older layout of it. A map of an older layout
+        of ours is an upgrade (the maps are recreated and established flows carried over), and so is a
+        map that only differs in size, after a change of O(conntrack_size) for example.
+      - V(false) refuses, naming each such map and what differs, and changes no map, program or
+        attachment.
+      - V(true) recreates every map of the instance; connection tracking and counters start empty.
+        A request for this run, not kept in the state file.
+    type: bool
+    default: false
   clear_overrides:
     description:
       - End the operator's runtime overrides of this instance (C(xdp-lb drain), C(undrain), C(weight);
@@ -975,6 +987,7 @@ ARGUMENT_SPEC = dict(
     state_dir=dict(type='path', default=model.DEFAULT_STATE_DIR),
     build_dir=dict(type='path', default=model.DEFAULT_BUILD_DIR),
     host_setup=dict(type='dict', options=HOST_SETUP_SPEC),
+    recreate_foreign_maps=dict(type='bool', default=False),
     clear_overrides=dict(type='bool', default=False),
     _sources=dict(type='dict'),
 )

@@ -539,14 +539,26 @@ class Engine:
         dropped = [(name, idx, a) for name, idx, a in programs_on(gone) if a["prog_id"] in ours]
         self._keep_running_instance(prev, pinned, attached, dropped)
 
-        # maps: reuse, or recreate if the build changes their shape
+        # maps: reuse, or recreate if the build changes their shape; a map
+        # that no layout of ours had is not recreated unless asked
+        foreign = mapset.foreign(sizes) if mapset.any_exists() else []
+        if foreign and not cfg.recreate_foreign_maps:
+            raise EngineError("pin_dir %s holds maps that are not this data plane's, nor of an older layout "
+                              "of it: %s. Nothing was changed. Remove them, pick another pin_dir, or set "
+                              "recreate_foreign_maps: true to replace every map of the instance (connection "
+                              "tracking and counters start empty)"
+                              % (cfg.pin_dir, "; ".join("%s: %s" % f for f in foreign)))
         resize = mapset.shape_mismatch(sizes) if mapset.any_exists() else []
         # recreated maps get the connection tables' entries before the swap
-        self.carry = bool(resize) and maps.migratable(mapset)
+        self.carry = bool(resize) and not foreign and maps.migratable(mapset)
         if resize and self.carry:
             self.warnings.append("map shapes change (%s): the maps are recreated; established flows "
-                                 "(lb_ct, lb_nat_rev) are carried over, counters start at zero"
+                                 "(connection tables) are carried over, counters start at zero"
                                  % ", ".join(resize))
+        elif foreign:
+            self.warnings.append("maps not of this data plane (%s) are recreated as asked "
+                                 "(recreate_foreign_maps): conntrack and counters start empty"
+                                 % "; ".join("%s: %s" % f for f in foreign))
         elif resize:
             self.warnings.append("map sizes change (%s): the maps are recreated, conntrack and counters "
                                  "start empty" % ", ".join(resize))
@@ -849,6 +861,10 @@ class Engine:
                 for name in os.listdir(staging):
                     os.rename(os.path.join(staging, name), os.path.join(cfg.pin_dir, name))
                 os.rmdir(staging)
+                # an older layout's maps that this one replaced (their entries were carried over)
+                for name in layout.LEGACY_MAPS:
+                    if os.path.exists(os.path.join(cfg.pin_dir, name)):
+                        os.unlink(os.path.join(cfg.pin_dir, name))
         except Exception as exc:
             problems = self._rollback(swapped, pinned, new, target, done, old_pin_replaced)
             if loaded:
