@@ -2,6 +2,11 @@
 
     .venv/bin/python benchmarks/fleet/profile_controller.py OUTDIR -- -i INVENTORY site.yml
     .venv/bin/python benchmarks/fleet/profile_controller.py OUTDIR --report [--top 25]
+    .venv/bin/python benchmarks/fleet/profile_controller.py OUTDIR --cpu-only -- -i INVENTORY site.yml
+
+`--cpu-only` profiles nothing: it writes OUTDIR/cpu.json with the main
+process's own CPU seconds (the strategy loop: serial, whatever the forks)
+and those of its children (workers and their ssh clients).
 
 Runs ansible-playbook (ansible-core's own entry point, in this process) with
 cProfile on the process CPU clock (time.process_time): the main process
@@ -71,6 +76,23 @@ def run(outdir, argv):
         prof.dump_stats(os.path.join(outdir, "main.prof"))
 
 
+def cpu_only(outdir, argv):
+    import resource
+    os.makedirs(outdir, exist_ok=True)
+    from ansible.cli.playbook import main
+    sys.argv = ["ansible-playbook"] + argv
+    t0 = time.monotonic()
+    try:
+        return main()
+    finally:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with open(os.path.join(outdir, "cpu.json"), "w") as f:
+            json.dump({"main_cpu": round(me.ru_utime + me.ru_stime, 3),
+                       "children_cpu": round(kids.ru_utime + kids.ru_stime, 3),
+                       "wall": round(time.monotonic() - t0, 3)}, f)
+
+
 def total(stats):
     return sum(v[2] for v in stats.stats.values())     # tottime over all functions
 
@@ -96,8 +118,7 @@ def report(outdir, top):
     print("\n%-62s %7s %9s %9s" % ("task (worker processes)", "workers", "CPU s", "per run"))
     for task, (n, cpu) in sorted(per_task.items(), key=lambda kv: -kv[1][1]):
         print("%-62s %7d %9.2f %9.3f" % (task[:62], n, cpu, cpu / n))
-    print("\n%-62s %9s %9s %9s" % ("task: templates compiled by its workers", "compiles", "distinct",
-                                      "per run"))
+    print("\n%-62s %9s %9s %9s" % ("task: templates compiled by its workers", "compiles", "distinct", "per run"))
     for task, per in sorted(templates.items(), key=lambda kv: -sum(kv[1].values())):
         print("%-62s %9d %9d %9.1f" % (task[:62], sum(per.values()), len(per), sum(per.values()) / per_task[task][0]))
     for task, per in sorted(templates.items(), key=lambda kv: -sum(kv[1].values()))[:2]:
@@ -118,6 +139,8 @@ if __name__ == "__main__":
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     out = sys.argv[1]
+    if sys.argv[2] == "--cpu-only":
+        sys.exit(cpu_only(out, sys.argv[4:] if sys.argv[3:4] == ["--"] else sys.argv[3:]))
     if sys.argv[2] == "--report":
         report(out, int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[3] == "--top" else 25)
     else:

@@ -138,9 +138,11 @@ HOST = ("        {p}lb{i:02d}: {{ansible_host: {mgmt}.{i}, xdp_lb_state_dir: {d}
 
 
 def write_inventory(n, tcp4=3):
-    hosts = "\n".join(HOST.format(p=P, i=i, mgmt=MGMT, d="%s/lb%02d" % (LAB, i),
-                                   client="%sclient" % P if i == 1 else "%scl%02d" % (P, i))
-                      for i in range(1, n + 1))
+    lines = []
+    for i in range(1, n + 1):
+        client = "%sclient" % P if i == 1 else "%scl%02d" % (P, i)
+        lines.append(HOST.format(p=P, i=i, mgmt=MGMT, d="%s/lb%02d" % (LAB, i), client=client))
+    hosts = "\n".join(lines)
     path = os.path.join(OUT, "inventory-%d-%d.yml" % (n, tcp4))
     with open(path, "w") as f:
         f.write(INVENTORY.format(lab=LAB, hosts=hosts, tcp4=TCP4[tcp4]))
@@ -345,7 +347,8 @@ def play(n, phase, transport, args, row, env_extra=None, label=None):
     if extra is None:
         extra = ["-e", json.dumps({"xdp_lb_rolling_batches": json.loads(args.batches)})]
     name = label or phase
-    tfile = os.path.join(OUT, "tasks-%d-%s-%s%s.json" % (n, transport, name, "-" + row["variant"] if "variant" in row else ""))
+    variant = "-" + row["variant"] if "variant" in row else ""
+    tfile = os.path.join(OUT, "tasks-%d-%s-%s%s.json" % (n, transport, name, variant))
     load = loadavg()
     m, r = timed([os.path.join(VENV, "ansible-playbook"), "-i", inv, os.path.join(ROOT, book)] + extra,
                  ansible_env(transport, tfile, args.forks, env_extra))
@@ -495,8 +498,8 @@ def main():
     ap.add_argument("--settings", type=int, metavar="N",
                     help="measure controller settings on one fleet of N hosts instead")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="with --settings: " + ", ".join(VARIANTS))
-    ap.add_argument("--json", default=None, help="results file (build/bench-fleet/results.json, "
-                                                  "or settings.json with --settings)")
+    ap.add_argument("--json", default=None,
+                    help="results file (build/bench-fleet/results.json, or settings.json with --settings)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (namespaces)")
