@@ -44,6 +44,7 @@ def main():
         for phase, book in (("ping", ping_book), ("first", site), ("rerun", site), ("rerun2", site),
                             ("ping2", ping_book)):
             out = os.path.join(run.OUT, "main-%d-%s" % (n, phase))
+            # pylint: disable-next=unpacking-non-sequence  # pylint takes `run` for another benchmark's run.py
             m, r = run.timed(prof + [out, "--cpu-only", "--", "-i", inv, book], env)
             with open(os.path.join(out, "cpu.json")) as f:
                 d = json.load(f)
