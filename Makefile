@@ -70,9 +70,9 @@ bench-dataplane: deps
 bench-forwarding: deps
 	flock /tmp/xdplb-fwd.lock $(PY) benchmarks/forwarding/run.py --seconds 4 --repeat 5
 
-## bench-fleet: site.yml first deploy and rerun on 1, 4, 12 SSH hosts next to ansible -m ping
+## bench-fleet: site.yml (first, rerun, backend change) and rolling.yml on 1-50 SSH hosts next to ansible -m ping
 bench-fleet: deps
-	$(PY) benchmarks/fleet/run.py --hosts 1,4,12
+	$(PY) benchmarks/fleet/run.py --hosts 1,4,12,25,50 --transports ssh
 
 ## bench-controlplane: one change to a service with 1,000 backends (Maglev + map sync), real maps
 bench-controlplane: deps

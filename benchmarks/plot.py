@@ -127,6 +127,51 @@ def fleet(doc):
     plt.close(fig)
 
 
+def fleet_scale(doc):
+    """Cost against host count: controller CPU per host by phase (with the
+    targets, relative to ping), the hosts' own CPU per host, wall time."""
+    rows = [r for r in doc.get("summary") or [] if r["transport"] == "ssh" and "ping_cpu" in r]
+    if not rows or not any("change_cpu" in r for r in rows):
+        return False
+    rows.sort(key=lambda r: r["hosts"])
+    x = [r["hosts"] for r in rows]
+    phases = (("ping", "#6acc64", "ansible -m ping"), ("first", "#d65f5f", "first deploy"),
+              ("rerun", "#4878d0", "rerun"), ("change", "#956cb4", "backend change"),
+              ("rolling", "#8c613c", "rolling.yml (gated)"))
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 4.4))
+    for key, color, label in phases:
+        sel = [r for r in rows if key + "_cpu" in r]
+        xs = [r["hosts"] for r in sel]
+        a1.plot(xs, [r[key + "_cpu"] / r["hosts"] for r in sel], "-o", color=color, label=label)
+        if key != "ping" and all(r.get(key + "_hosts_cpu") is not None for r in sel):
+            a2.plot(xs, [r[key + "_hosts_cpu"] / r["hosts"] for r in sel], "-o", color=color, label=label)
+        a3.plot(xs, [r[key] for r in sel], "-o", color=color, label=label)
+    for factor, color in ((2, "#4878d0"), (3, "#d65f5f")):
+        a1.plot(x, [factor * r["ping_cpu"] / r["hosts"] for r in rows], ":", color=color, alpha=0.7,
+                label="target: %dx ping" % factor)
+    a1.set_title("controller CPU per host (medians)", fontsize=9)
+    a1.set_ylabel("CPU s per host (ansible, workers, ssh)")
+    a2.set_title("hosts' own CPU per host (sshd + module runs)", fontsize=9)
+    a2.set_ylabel("CPU s per host")
+    a3.set_title("wall time (2 CPUs shared with the hosts and others)", fontsize=9)
+    a3.set_ylabel("s")
+    for a in (a1, a2, a3):
+        a.set_xscale("log")
+        a.set_xticks(x)
+        a.set_xticklabels([str(v) for v in x])
+        a.set_xlabel("hosts")
+        a.grid(alpha=0.3)
+    a1.set_ylim(bottom=0)
+    a2.set_ylim(bottom=0)
+    a1.legend(fontsize=7)
+    a3.legend(fontsize=7)
+    fig.suptitle("site.yml and rolling.yml against host count - %s" % subtitle(doc), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(IMG, "fleet_scale.png"), dpi=100)
+    plt.close(fig)
+    return True
+
+
 def controlplane(doc):
     order = ("maglev", "read", "plan", "write", "digest", "state", "other")
     colors = ("#4878d0", "#ee854a", "#6acc64", "#d65f5f", "#956cb4", "#8c613c", "#bbbbbb")
@@ -169,6 +214,8 @@ def main():
             continue
         fn(doc)
         print("%s: plotted" % name)
+        if name == "fleet" and fleet_scale(doc):
+            print("fleet: scale plotted")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,10 @@
 #   ${P}lbNN   front0 198.18.0.1/24 fd00:18::1/64
 #                lb01: veth to ${P}client eth0 198.18.0.2/24 fd00:18::2/64, which
 #                routes the VIPs 198.18.100.0/24, fd00:18:100::/64 via lb01;
-#                the others: veth to front0p in the same namespace
+#                the others: veth to front0p in the same namespace, or with
+#                FLEET_CLIENTS=all to eth0 of a client ${P}clNN of their own
+#                (addressed and routed as ${P}client: a gate can send real
+#                traffic through every balancer, playbooks/rolling.yml)
 #              back0  198.18.1.(100+NN)/24 fd00:18:1::(100+NN)/64
 #      |
 #   ${P}sw     bridge br0: every balancer's back0 and every backend
@@ -38,8 +41,14 @@
 #   FLEET_PREFIX    name prefix of namespaces and root-side links (xlbf-)
 #   FLEET_DIR       keys, configs, pid and log files (build/molecule/fleet/lab)
 #   FLEET_MGMT_NET  first three octets of the management /24 (198.19.20)
-#   FLEET_SIZE      number of balancers, 1..99 (12)
+#   FLEET_SIZE      number of balancers, 1..99 (12); the management /24
+#                   holds them (.1-.99) and the bridge (.254)
 #   FLEET_BACKENDS  number of backends, 1..9 (3)
+#   FLEET_CLIENTS   one: a client for lb01 only; all: one per balancer (one)
+#
+# `down` removes whatever exists with the prefix (namespaces ${P}client,
+# ${P}sw, ${P}lbNN, ${P}clNN, ${P}beN and root-side links ${P}mgmt,
+# ${P}m-lbNN), whatever size or client setting built it.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -48,6 +57,7 @@ DIR=${FLEET_DIR:-$here/build/molecule/fleet/lab}
 MGMT=${FLEET_MGMT_NET:-198.19.20}
 SIZE=${FLEET_SIZE:-12}
 NBE=${FLEET_BACKENDS:-3}
+CLIENTS=${FLEET_CLIENTS:-one}
 
 # shellcheck source=scripts/lab/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -57,11 +67,12 @@ check_prefix FLEET_PREFIX 8
 [[ "$SIZE" =~ ^[1-9][0-9]?$ ]] || { echo "FLEET_SIZE must be 1..99: $SIZE" >&2; exit 2; }
 check_backends FLEET_BACKENDS "$NBE"
 check_mgmt FLEET_MGMT_NET
+case "$CLIENTS" in one | all) ;; *) echo "FLEET_CLIENTS must be one or all: $CLIENTS" >&2; exit 2 ;; esac
 
 balancers() { local i; for i in $(seq 1 "$SIZE"); do printf 'lb%02d\n' "$i"; done; }
 
 # What exists of a fleet with this prefix, whatever its size.
-NAMESPACES='client|sw|lb[0-9]+|be[0-9]+'
+NAMESPACES='client|sw|lb[0-9]+|cl[0-9]+|be[0-9]+'
 
 down() { teardown "$NAMESPACES" 'mgmt|m-lb[0-9]+' .xdp-lb-fleet; }
 
@@ -91,6 +102,10 @@ up() {
     if [ "$n" = 1 ]; then
       veth front0 "${P}$lb" eth0 "${P}client"
       client_eth0 "${P}client"
+    elif [ "$CLIENTS" = all ]; then
+      mkns "${P}cl${lb#lb}"
+      veth front0 "${P}$lb" eth0 "${P}cl${lb#lb}"
+      client_eth0 "${P}cl${lb#lb}"
     else
       veth front0 "${P}$lb" front0p "${P}$lb"
       ip -n "${P}$lb" link set front0p up
@@ -113,11 +128,12 @@ up() {
   wait_ready
 }
 
-# Wait until every sshd accepts connections and every backend answers
-# locally (no traffic crosses a balancer here).
+# Wait (up to 30 s: 50 sshds start on a loaded machine) until every sshd
+# accepts connections and every backend answers locally (no traffic
+# crosses a balancer here).
 wait_ready() {
   local i n ok
-  for i in $(seq 1 50); do
+  for i in $(seq 1 300); do
     ok=1
     for n in $(seq 1 "$SIZE"); do
       bash -c "exec 3<>/dev/tcp/$MGMT.$n/22" 2>/dev/null || { ok=0; break; }

@@ -37,23 +37,21 @@ matching_links() { # regex
 
 # ---- down -------------------------------------------------------------------
 del_namespaces() { # regex
-  local ns pids
+  local ns pids left=0
   # Every process inside these namespaces was started by the lab (sshd and
   # its sessions, nginx, dnsmasq) or by whoever ran commands there: end them
-  # by pid so the namespaces can go away.
+  # by pid so the namespaces can go away.  One grace period for all of them
+  # (a 50-host fleet would otherwise wait 50 times).
   for ns in $(matching_namespaces "$1"); do
     pids=$(ip netns pids "$ns" 2>/dev/null || true)
     # shellcheck disable=SC2086 # one pid a word
-    if [ -n "$pids" ]; then kill $pids 2>/dev/null || true; fi
+    if [ -n "$pids" ]; then kill $pids 2>/dev/null || true; left=1; fi
   done
+  [ "$left" = 0 ] || sleep 0.3
   for ns in $(matching_namespaces "$1"); do
     pids=$(ip netns pids "$ns" 2>/dev/null || true)
-    if [ -n "$pids" ]; then
-      sleep 0.3
-      pids=$(ip netns pids "$ns" 2>/dev/null || true)
-      # shellcheck disable=SC2086 # one pid a word
-      if [ -n "$pids" ]; then kill -9 $pids 2>/dev/null || true; fi
-    fi
+    # shellcheck disable=SC2086 # one pid a word
+    if [ -n "$pids" ]; then kill -9 $pids 2>/dev/null || true; fi
     ip netns del "$ns" 2>/dev/null || true
   done
 }
