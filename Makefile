@@ -6,7 +6,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: deps demo test test-unit test-dataplane test-examples test-integration test-molecule test-ops test-packaging \
+.PHONY: deps demo test test-unit test-dataplane test-security test-examples test-integration test-molecule test-ops test-packaging \
         test-badinput sanity lint bench-dataplane bench-forwarding bench-fleet bench-controlplane bench-plots clean
 
 ## deps: install packages (apt) and the pinned venv, link the collection
@@ -19,7 +19,7 @@ demo: deps
 	bash scripts/demo.sh
 
 ## test: the whole suite (what CI runs)
-test: deps test-unit test-packaging test-dataplane test-badinput test-examples test-integration test-molecule test-ops sanity lint
+test: deps test-unit test-packaging test-dataplane test-security test-badinput test-examples test-integration test-molecule test-ops sanity lint
 
 test-unit: deps
 	$(PYTEST) -q tests/unit
@@ -30,6 +30,10 @@ test-packaging: deps
 
 test-dataplane: deps
 	$(PYTEST) -q tests/dataplane
+
+## test-security: the trust model (docs/design.md): nobody's planted objects, links and directories refused
+test-security: deps
+	$(PYTEST) -q tests/security
 
 ## test-badinput: bad input to the module, xdp_lb_info and xdp-lb against a running instance; the host must not change
 test-badinput: deps
@@ -62,9 +66,9 @@ lint: deps
 bench-dataplane: deps
 	$(PY) benchmarks/dataplane/run.py
 
-## bench-forwarding: pps to the backends, XDP nat vs nftables DNAT vs plain forwarding (veth lab)
+## bench-forwarding: XDP generator (live frames) through the balancer: xdp_lb nat/dsr/redirect vs nftables DNAT vs plain forwarding, pps and CPU per packet (veth lab)
 bench-forwarding: deps
-	$(PY) benchmarks/forwarding/run.py --seconds 10 --repeat 3
+	flock /tmp/xdplb-fwd.lock $(PY) benchmarks/forwarding/run.py --seconds 4 --repeat 5
 
 ## bench-fleet: site.yml first deploy and rerun on 1, 4, 12 SSH hosts next to ansible -m ping
 bench-fleet: deps

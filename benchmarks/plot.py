@@ -39,28 +39,60 @@ def subtitle(doc):
 
 
 def forwarding(doc):
-    labels = {"xdp": "xdp_lb nat\n(XDP, veth native)", "nft": "nftables DNAT\njhash + masquerade",
-              "plain": "plain forwarding\n(route to be1)", "ingress": "reference: drop at\nlb ingress (no fwd)"}
-    order = [m for m in ("xdp", "nft", "plain", "ingress") if m in doc["summary"]]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
+    labels = {"xdp-nat": "xdp_lb\nnat", "xdp-dsr": "xdp_lb\ndsr", "xdp-redirect": "xdp_lb\nredirect",
+              "nft": "nftables\nDNAT jhash", "plain": "plain\nforwarding", "ref": "generator\nonly (ref)"}
+    order = [m for m in ("xdp-nat", "xdp-dsr", "xdp-redirect", "nft", "plain", "ref") if m in doc["summary"]]
+    sat = [r for r in doc["results"] if r["rate"] == 0]
+    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.6))
+    ref = doc["summary"].get("ref", {}).get("ns_per_packet_median") or 0
     for i, m in enumerate(order):
-        runs = [r for r in doc["results"] if r["method"] == m]
-        pps = [r["pps"] / 1e3 for r in runs]
-        ax.bar(i, statistics.median(pps), color="#4878d0" if m != "ingress" else "#bbbbbb")
-        ax.scatter([i] * len(pps), pps, color="black", s=12, zorder=3)
-        ns = [r["ns_per_packet"] for r in runs]
-        ax2.bar(i, statistics.median(ns), color="#ee854a" if m != "ingress" else "#bbbbbb")
-        ax2.scatter([i] * len(ns), ns, color="black", s=12, zorder=3)
+        rows = [r for r in sat if r["method"] == m]
+        total = statistics.median(r["ns_per_packet"] for r in rows)
+        color = "#bbbbbb" if m == "ref" else ("#4878d0" if m.startswith("xdp") else "#ee854a")
+        ax.bar(i, min(ref, total), color="#dddddd", label="generator-only reference" if i == 0 else None)
+        ax.bar(i, max(0, total - ref), bottom=min(ref, total), color=color)
+        ax.scatter([i] * len(rows), [r["ns_per_packet"] for r in rows], color="black", s=10, zorder=3)
+        ax.text(i, total, "%.0f" % total, ha="center", va="bottom", fontsize=7)
+        pps = [r["pps"] / 1e6 for r in rows]
+        per_cpu = [1e3 / r["ns_per_packet"] for r in rows]
+        if m == "ref":      # off the scale of the others: in the title instead
+            ax2.set_title("Throughput, one CPU (bars: median, dots: rounds)\ngenerator only: %.1f Mpps per CPU"
+                          % statistics.median(per_cpu), fontsize=9)
+            continue
+        ax2.bar(i - 0.2, statistics.median(per_cpu), width=0.4, color=color,
+                label="per CPU (1 / CPU per packet)" if i == 0 else None)
+        ax2.bar(i + 0.2, statistics.median(pps), width=0.4, color=color, alpha=0.45,
+                label="wall clock (CPU shared)" if i == 0 else None)
+        ax2.scatter([i - 0.2] * len(per_cpu), per_cpu, color="black", s=8, zorder=3)
+        ax2.scatter([i + 0.2] * len(pps), pps, color="black", s=8, zorder=3)
     for a in (ax, ax2):
         a.set_xticks(range(len(order)))
         a.set_xticklabels([labels[m] for m in order], fontsize=8)
         a.grid(axis="y", alpha=0.3)
-    ax.set_ylabel("kpps delivered to the backends")
-    ax.set_title("Throughput (bar: median, dots: runs)", fontsize=10)
-    ax2.set_ylabel("CPU ns per delivered packet (senders + softirq)")
-    ax2.set_title("CPU cost per packet, whole path", fontsize=10)
-    fig.suptitle("UDP 64-byte frames, veth lab, %d s x %d rounds - %s" % (
-        doc["args"]["seconds"], doc["args"]["repeat"], subtitle(doc)), fontsize=9)
+    ax.set_ylabel("CPU ns per delivered packet, whole path")
+    ax.set_title("CPU per packet at saturation (grey: generator reference)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax2.set_ylabel("Mpps delivered at saturation")
+    ax2.legend(fontsize=7)
+    # Fixed offered loads: on veth nothing is lost (delivered = sent at every load); what a load costs is
+    # the CPU it needs, offered x CPU per packet (the generator falls behind where it gets less).
+    loads = sorted({float(k) for m in order for k in doc["summary"][m]["loads"]})
+    xs = [0.0] + loads
+    for m in order:
+        if m == "ref":
+            continue
+        cost = doc["summary"][m]["ns_per_packet_median"]
+        ax3.plot([x / 1e3 for x in xs], [x * cost / 1e9 for x in xs], marker="o", label=labels[m].replace("\n", " "))
+    ax3.axhline(1.0, color="black", lw=1, ls=":", label="one CPU")
+    ax3.set_xlabel("offered load, kpps")
+    ax3.set_ylabel("CPUs the whole path needs")
+    ax3.set_title("Fixed offered loads: CPU needed (load x CPU per packet);\nevery frame sent was delivered, "
+                  "at every load", fontsize=9)
+    ax3.grid(alpha=0.3)
+    ax3.legend(fontsize=7)
+    fig.suptitle("XDP generator (live frames) -> balancer -> 3 backends, 64-byte UDP, %d flows, veth, "
+                 "%g s x %d rounds - %s" % (doc["args"]["flows"], doc["args"]["seconds"], doc["args"]["repeat"],
+                                            subtitle(doc)), fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(IMG, "forwarding_pps.png"), dpi=100)
     plt.close(fig)

@@ -18,7 +18,7 @@
 
 #include <linux/types.h>
 
-#define XDP_LB_ABI_VERSION 3
+#define XDP_LB_ABI_VERSION 4
 
 /* ---- sizes (override with -D at build time) ---------------------------- */
 #ifndef XDP_LB_MAX_SERVICES
@@ -31,7 +31,7 @@
 #define XDP_LB_RING_SIZE 65537      /* per-service lookup table, prime */
 #endif
 #ifndef XDP_LB_CT_SIZE
-#define XDP_LB_CT_SIZE 65536        /* flows tracked (LRU), each direction */
+#define XDP_LB_CT_SIZE 65536        /* flows tracked (LRU), each direction and family */
 #endif
 #ifndef XDP_LB_MAX_REDIRECT
 #define XDP_LB_MAX_REDIRECT 64      /* egress ports in redirect mode */
@@ -50,6 +50,11 @@
 #ifndef XDP_LB_NH_REPLY_SLOTS
 #define XDP_LB_NH_REPLY_SLOTS 1024  /* next-hop cache slots for NAT replies (by client) */
 #endif
+
+#ifndef XDP_LB_VIP_FILTER_BITS
+#define XDP_LB_VIP_FILTER_BITS 65536 /* lb_vip_filter bits, a power of two */
+#endif
+#define XDP_LB_VIP_FILTER_WORDS (XDP_LB_VIP_FILTER_BITS / 64)
 
 /* lb_nexthop: backend ids first, then the reply slots. */
 #define XDP_LB_NH_ENTRIES (XDP_LB_MAX_BACKENDS + XDP_LB_NH_REPLY_SLOTS)
@@ -140,7 +145,8 @@ struct lb_backend {
 	__u32 service_id;
 };
 
-/* A flow as seen on the wire (used for both conntrack maps). */
+/* A flow as seen on the wire: the key of the IPv6 connection tables
+ * (lb_ct6, lb_nat6), and the program's parsed flow of either family. */
 struct lb_flow {
 	__u32 src[4];
 	__u32 dst[4];
@@ -151,7 +157,26 @@ struct lb_flow {
 	__u16 pad;                  /* must be zero */
 };
 
-/* lb_ct: client flow (client -> VIP) -> chosen backend (nat and dsr).
+/* An IPv4 flow: the key of lb_ct4 and lb_nat4 (ABI 4).  16 bytes instead
+ * of lb_flow's 40: less to hash and compare on every conntrack lookup. */
+struct lb_flow4 {
+	__u32 src;
+	__u32 dst;
+	__u16 sport;                /* network order */
+	__u16 dport;                /* network order */
+	__u8 proto;
+	__u8 pad[3];                /* must be zero */
+};
+
+/* lb_vip_filter[bit / 64] bit (bit % 64), bit = the VIP filter hash of an
+ * address (see vip_filter_bit() in the C source, flowhash.vip_filter_bit()
+ * in Python): set for every service's VIP.  A clear bit means "no service
+ * has this destination address": the packet passes before any conntrack
+ * or service lookup.  A set bit only means "maybe" (other addresses share
+ * it).  The control plane sets a VIP's bit before it adds the service and
+ * clears it after it removed the last service of that address. */
+
+/* lb_ct4 / lb_ct6: client flow (client -> VIP) -> chosen backend (nat and dsr).
  * A packet that finds an entry is a new flow all the same (scheduled
  * afresh, honouring weights and drain) when it is a TCP SYN without ACK,
  * or, for UDP, when the entry was last seen more than
@@ -166,7 +191,7 @@ struct lb_ct_entry {
 				     * coarse ns, see XDP_LB_HZ) */
 };
 
-/* lb_nat_rev: reply flow (backend -> snat address:nat_port) -> client. */
+/* lb_nat4 / lb_nat6: reply flow (backend -> snat address:nat_port) -> client. */
 struct lb_nat_entry {
 	__u32 client[4];
 	__u32 vip[4];

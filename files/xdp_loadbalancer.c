@@ -7,7 +7,7 @@
  *   redirect  frames go unmodified to one of the lb_tx_ports (round robin
  *             per CPU, or a 5-tuple hash so a flow stays on one port);
  *   nat       client -> VIP:port becomes snat:port -> backend:bport, and the
- *             backend's replies are translated back (lb_ct / lb_nat_rev);
+ *             backend's replies are translated back (lb_ct4/6, lb_nat4/6);
  *   dsr       client -> VIP:port keeps its addresses and goes to the
  *             backend's MAC; the backend answers the client directly.
  *
@@ -69,6 +69,7 @@
 #define LB_SEED_ADDR 0x297A2D39u    /* src+dst address: ip_hash rings */
 #define LB_SEED_PORT 0x51ED270Bu    /* NAT source port probing */
 #define LB_SEED_NH 0x6A09E667u      /* next-hop cache slot of a NAT reply */
+#define LB_SEED_VIP 0x3C6EF372u     /* VIP filter bit of a destination address */
 
 #ifdef XDP_LB_DEBUG
 #define lb_debug(fmt, ...) bpf_printk("xdp_lb: " fmt, ##__VA_ARGS__)
@@ -112,13 +113,32 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_backends SEC(".maps");
 
+/* Connection tables, one per family: an IPv4 key is 16 bytes (lb_flow4),
+ * an IPv6 one 40 (lb_flow), and the hit path hashes and compares the key
+ * (ABI 3 had one table with 40-byte keys for both). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_flow4);
+	__type(value, struct lb_ct_entry);
+	__uint(max_entries, XDP_LB_CT_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_ct4 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct lb_flow);
 	__type(value, struct lb_ct_entry);
 	__uint(max_entries, XDP_LB_CT_SIZE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_ct SEC(".maps");
+} lb_ct6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_flow4);
+	__type(value, struct lb_nat_entry);
+	__uint(max_entries, XDP_LB_CT_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_nat4 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -126,7 +146,17 @@ struct {
 	__type(value, struct lb_nat_entry);
 	__uint(max_entries, XDP_LB_CT_SIZE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_nat_rev SEC(".maps");
+} lb_nat6 SEC(".maps");
+
+/* VIP filter (see xdp_lb.h, lb_vip_filter): an array, so the lookup is
+ * inlined and costs one load, where a hash lookup hashes and compares. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, XDP_LB_VIP_FILTER_WORDS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_vip_filter SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -198,6 +228,7 @@ struct l4_ports {
 
 struct lb_packet {
 	struct lb_flow flow;        /* as parsed: addresses, ports, proto, family */
+	struct lb_flow4 flow4;      /* IPv4: the same flow as lb_ct4's key */
 	struct ethhdr *eth;
 	struct iphdr *ip4;          /* exactly one of ip4/ip6 is set */
 	struct ipv6hdr *ip6;
@@ -338,7 +369,14 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct lb_packet *pk
 		pkt->flow.proto = proto;
 		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 			return 1;
-		return parse_l4(&nh, data_end, proto, pkt->l3_len - IPV4_HDR_LEN, pkt);
+		if (parse_l4(&nh, data_end, proto, pkt->l3_len - IPV4_HDR_LEN, pkt) < 0)
+			return -1;
+		pkt->flow4.src = pkt->flow.src[0];
+		pkt->flow4.dst = pkt->flow.dst[0];
+		pkt->flow4.sport = pkt->flow.sport;
+		pkt->flow4.dport = pkt->flow.dport;
+		pkt->flow4.proto = proto;
+		return 0;
 	}
 	if (eth_type == bpf_htons(ETH_P_IPV6)) {
 		proto = parse_ip6hdr(&nh, data_end, &pkt->ip6);
@@ -414,6 +452,84 @@ static __always_inline __u32 hash_flow(const struct lb_flow *f, __u32 seed)
 	h = hash_word(h, (__u32)f->sport | ((__u32)f->dport << 16));
 	h = hash_word(h, f->proto);
 	return hash_final(h);
+}
+
+/* ---- VIP filter ----------------------------------------------------------------
+ * The first question for a packet in nat and dsr mode (after the nat reply
+ * check, which compares one address): may its destination be a VIP?  Most
+ * of a balancer host's other traffic is not for a service, and answering
+ * "no" here spares it the conntrack miss (a 1 MiB bucket array) and the
+ * lb_services miss.  The bit is a hash of the address alone (the
+ * control plane computes the same one, flowhash.vip_filter_bit()); a set
+ * bit can be another address's, so it only sends the packet on to the full
+ * path, never past it. */
+
+static __always_inline __u32 vip_filter_bit(const struct lb_flow *f)
+{
+	__u32 h = f->dst[0];
+
+	if (f->family == AF_INET6) {
+		h = hash_word(h, f->dst[1]);
+		h = hash_word(h, f->dst[2]);
+		h = hash_word(h, f->dst[3]);
+	}
+	return hash_final(h ^ LB_SEED_VIP) & (XDP_LB_VIP_FILTER_BITS - 1);
+}
+
+static __always_inline int maybe_vip(const struct lb_packet *pkt)
+{
+	__u32 bit = vip_filter_bit(&pkt->flow);
+	__u32 word = bit / 64;
+	__u64 *bits = bpf_map_lookup_elem(&lb_vip_filter, &word);
+
+	return bits && ((*bits >> (bit % 64)) & 1);
+}
+
+/* ---- connection tables (one per family) ------------------------------------------
+ * The key is the packet's own flow: lb_flow4 for IPv4 (16 bytes), lb_flow
+ * for IPv6.  Every access goes through these, with the map named in each
+ * branch.  Left alone, clang merges the two branches' calls into one whose
+ * map pointer is chosen at run time; the verifier then cannot inline the
+ * lookup (or call the map's own update) and the kernel makes an indirect
+ * call instead, which cost the hit path ~15 ns here.  LB_KEEP, an empty asm
+ * on the IPv4 branch's result, makes the two branches differ. */
+#define LB_KEEP(x) asm volatile("" : "+r"(x))
+
+static __always_inline struct lb_ct_entry *ct_lookup(struct lb_packet *pkt)
+{
+	struct lb_ct_entry *ct;
+
+	if (pkt->flow.family == AF_INET) {
+		ct = bpf_map_lookup_elem(&lb_ct4, &pkt->flow4);
+		LB_KEEP(ct);
+		return ct;
+	}
+	return bpf_map_lookup_elem(&lb_ct6, &pkt->flow);
+}
+
+static __always_inline void ct_insert(struct lb_packet *pkt, const struct lb_ct_entry *entry)
+{
+	long rc;
+
+	if (pkt->flow.family == AF_INET) {
+		rc = bpf_map_update_elem(&lb_ct4, &pkt->flow4, entry, BPF_ANY);
+		LB_KEEP(rc);
+	} else {
+		bpf_map_update_elem(&lb_ct6, &pkt->flow, entry, BPF_ANY);
+	}
+}
+
+/* The reply entry of this packet's flow (a packet from a backend). */
+static __always_inline struct lb_nat_entry *nat_lookup(struct lb_packet *pkt)
+{
+	struct lb_nat_entry *nat;
+
+	if (pkt->flow.family == AF_INET) {
+		nat = bpf_map_lookup_elem(&lb_nat4, &pkt->flow4);
+		LB_KEEP(nat);
+		return nat;
+	}
+	return bpf_map_lookup_elem(&lb_nat6, &pkt->flow);
 }
 
 /* ---- checksums (RFC 1624: HC' = ~(~HC + ~m + m')) ---------------------------
@@ -873,7 +989,7 @@ static __always_inline int lb_nat_reply(struct xdp_md *ctx, struct lb_packet *pk
 
 	if (!is_snat_addr(pkt, cfg))
 		return -1;
-	nat = bpf_map_lookup_elem(&lb_nat_rev, &pkt->flow);
+	nat = nat_lookup(pkt);
 	if (!nat)
 		return -1;
 
@@ -1001,8 +1117,8 @@ static __always_inline __u32 pick_backend(const struct lb_packet *pkt, const str
 
 /* Claims a NAT source port for a new flow: port_min + (hash + i) % span,
  * i < XDP_LB_PORT_PROBES.  The claim is the insert of the reply flow into
- * lb_nat_rev with BPF_NOEXIST, which is atomic across CPUs: two flows can
- * never share backend:bport <-> snat:port.  Returns the port (network
+ * lb_nat4/lb_nat6 with BPF_NOEXIST, which is atomic across CPUs: two flows
+ * can never share backend:bport <-> snat:port.  Returns the port (network
  * order) or 0 if none was free. */
 static __always_inline __be16 nat_alloc_port(const struct lb_packet *pkt,
 					     const struct lb_config *cfg,
@@ -1017,18 +1133,6 @@ static __always_inline __be16 nat_alloc_port(const struct lb_packet *pkt,
 		return 0;
 	span = (__u32)cfg->port_max - cfg->port_min + 1;
 
-	/* IPv4 keys carry the address in word 0 and zeros after it (snat may
-	 * point at lb_config.snat_v4, a single word). */
-	reply.src[0] = be->addr[0];
-	reply.dst[0] = snat[0];
-	if (pkt->flow.family == AF_INET6) {
-		__builtin_memcpy(reply.src, be->addr, sizeof(reply.src));
-		__builtin_memcpy(reply.dst, snat, sizeof(reply.dst));
-	}
-	reply.sport = bport;
-	reply.proto = pkt->flow.proto;
-	reply.family = pkt->flow.family;
-
 	__builtin_memcpy(entry.client, pkt->flow.src, sizeof(entry.client));  /* zero-padded */
 	__builtin_memcpy(entry.vip, pkt->flow.dst, sizeof(entry.vip));
 	entry.client_port = pkt->flow.sport;
@@ -1038,12 +1142,31 @@ static __always_inline __be16 nat_alloc_port(const struct lb_packet *pkt,
 	/* Always the 5-tuple, whatever the scheduler: with ip_hash all
 	 * connections of one client would otherwise probe the same ports. */
 	hash = hash_flow(&pkt->flow, LB_SEED_PORT);
+
+	if (pkt->flow.family == AF_INET) {
+		/* snat may point at lb_config.snat_v4, a single word. */
+		struct lb_flow4 reply4 = {
+			.src = be->addr[0], .dst = snat[0], .sport = bport, .proto = pkt->flow.proto,
+		};
+
+#pragma unroll
+		for (i = 0; i < XDP_LB_PORT_PROBES; i++) {
+			reply4.dport = bpf_htons((__u16)(cfg->port_min + (hash + i) % span));
+			if (bpf_map_update_elem(&lb_nat4, &reply4, &entry, BPF_NOEXIST) == 0)
+				return reply4.dport;
+		}
+		return 0;
+	}
+
+	__builtin_memcpy(reply.src, be->addr, sizeof(reply.src));
+	__builtin_memcpy(reply.dst, snat, sizeof(reply.dst));
+	reply.sport = bport;
+	reply.proto = pkt->flow.proto;
+	reply.family = AF_INET6;
 #pragma unroll
 	for (i = 0; i < XDP_LB_PORT_PROBES; i++) {
-		__u16 port = cfg->port_min + (hash + i) % span;
-
-		reply.dport = bpf_htons(port);
-		if (bpf_map_update_elem(&lb_nat_rev, &reply, &entry, BPF_NOEXIST) == 0)
+		reply.dport = bpf_htons((__u16)(cfg->port_min + (hash + i) % span));
+		if (bpf_map_update_elem(&lb_nat6, &reply, &entry, BPF_NOEXIST) == 0)
 			return reply.dport;
 	}
 	return 0;
@@ -1093,6 +1216,13 @@ static __always_inline void ct_touch(struct lb_packet *pkt, struct lb_ct_entry *
 		ct->last_seen = now;
 }
 
+/* Does reply entry ``nat`` still belong to client flow ``f``? */
+static __always_inline int nat_names_flow(const struct lb_nat_entry *nat, const struct lb_flow *f)
+{
+	return nat && nat->client_port == f->sport && nat->vip_port == f->dport &&
+	       addr_same(nat->client, f->src) && addr_same(nat->vip, f->dst);
+}
+
 /* nat: the flow moves from ``old``'s backend to another one: delete the
  * old reply entry (old backend:bport -> snat:old port), so that the port
  * is free again and late packets from the old backend are not translated
@@ -1108,28 +1238,40 @@ static __always_inline void nat_release(const struct lb_packet *pkt, const __u32
 	struct lb_nat_entry *nat;
 	struct lb_backend *be;
 	__u32 id = old->backend_id;
+	__be16 sport;
 
 	if (!old->nat_port)
 		return;
 	be = bpf_map_lookup_elem(&lb_backends, &id);
 	if (!be || be->family != f->family)
 		return;
-	reply.src[0] = be->addr[0];
-	reply.dst[0] = snat[0];
-	if (f->family == AF_INET6) {
-		__builtin_memcpy(reply.src, be->addr, sizeof(reply.src));
-		__builtin_memcpy(reply.dst, snat, sizeof(reply.dst));
+	sport = be->port ? be->port : f->dport;
+	if (f->family == AF_INET) {
+		struct lb_flow4 reply4 = {
+			.src = be->addr[0], .dst = snat[0], .sport = sport, .dport = old->nat_port,
+			.proto = f->proto,
+		};
+
+		long rc;
+
+		nat = bpf_map_lookup_elem(&lb_nat4, &reply4);
+		if (nat_names_flow(nat, f)) {
+			rc = bpf_map_delete_elem(&lb_nat4, &reply4);
+			LB_KEEP(rc);
+		}
+		return;
 	}
-	reply.sport = be->port ? be->port : f->dport;
+	__builtin_memcpy(reply.src, be->addr, sizeof(reply.src));
+	__builtin_memcpy(reply.dst, snat, sizeof(reply.dst));
+	reply.sport = sport;
 	reply.dport = old->nat_port;
 	reply.proto = f->proto;
-	reply.family = f->family;
-	nat = bpf_map_lookup_elem(&lb_nat_rev, &reply);
-	if (!nat || nat->client_port != f->sport || nat->vip_port != f->dport ||
-	    !addr_same(nat->client, f->src) || !addr_same(nat->vip, f->dst))
-		return;
-	bpf_map_delete_elem(&lb_nat_rev, &reply);
+	reply.family = AF_INET6;
+	nat = bpf_map_lookup_elem(&lb_nat6, &reply);
+	if (nat_names_flow(nat, f))
+		bpf_map_delete_elem(&lb_nat6, &reply);
 }
+
 
 /* ---- entry ------------------------------------------------------------------------- */
 
@@ -1170,6 +1312,8 @@ int xdp_lb(struct xdp_md *ctx)
 	} else if (cfg->mode != XDP_LB_MODE_DSR) {
 		return verdict(&pkt, XDP_PASS, NO_REASON);
 	}
+	if (!maybe_vip(&pkt))       /* no service has this address */
+		return verdict(&pkt, XDP_PASS, NO_REASON);
 
 	/* Known flow: keep its backend while that backend is active and of
 	 * the flow's service (a draining backend, weight 0, is out of the ring
@@ -1177,7 +1321,7 @@ int xdp_lb(struct xdp_md *ctx)
 	 * entry (ct_stale()).  The service cache usually answers for the
 	 * service; otherwise, and for every other packet, lb_services does:
 	 * not a service, pass. */
-	ct = bpf_map_lookup_elem(&lb_ct, &pkt.flow);
+	ct = ct_lookup(&pkt);
 	if (ct && ct_stale(&pkt, cfg, ct)) {
 		old = ct;
 		ct = NULL;
@@ -1219,7 +1363,7 @@ int xdp_lb(struct xdp_md *ctx)
 			lb_debug("dsr: new flow to backend %u", be_id);
 			new_ct.backend_id = be_id;
 			new_ct.last_seen = cache_clock(&pkt);
-			bpf_map_update_elem(&lb_ct, &pkt.flow, &new_ct, BPF_ANY);
+			ct_insert(&pkt, &new_ct);
 		}
 		/* Route towards the backend, packet addresses unchanged: only
 		 * the MACs change.  Unresolved: the kernel gets it untouched. */
@@ -1248,7 +1392,7 @@ int xdp_lb(struct xdp_md *ctx)
 		new_ct.backend_id = be_id;
 		new_ct.nat_port = nat_port;
 		new_ct.last_seen = cache_clock(&pkt);
-		bpf_map_update_elem(&lb_ct, &pkt.flow, &new_ct, BPF_ANY);
+		ct_insert(&pkt, &new_ct);
 	}
 
 	if (is_aggregate(ctx, &pkt)) {          /* the kernel forwards it */

@@ -1,35 +1,45 @@
-"""Packets per second delivered to the backends: our XDP balancer (nat) vs nftables DNAT vs plain forwarding.
+"""Forwarding through the balancer namespace, driven by an XDP generator: xdp_lb (nat, dsr,
+redirect) vs nftables DNAT vs plain forwarding, per CPU.
 
     make bench-forwarding       # = .venv/bin/python benchmarks/forwarding/run.py
 
-Runs as root on the netns lab of scripts/lab/lab.sh (prefix xlbb-f,
-management net 198.19.50.0/24, lab dir build/bench-forwarding/lab):
+Runs as root, under `flock /tmp/xdplb-fwd.lock` (names of its own, not the
+test lab's), on the netns lab of scripts/lab/lab.sh with prefix xlbw-,
+management net 198.19.60.0/24, lab dir build/bench-forwarding/lab:
 
-    xlbb-fclient --veth-- xlbb-flb --veth-- xlbb-fsw (bridge) --veth-- xlbb-fbe1..3
+    xlbw-client eth0 --veth-- front0 xlbw-lb back0 --veth-- lb [xlbw-sw] be1..3 --veth-- eth0 xlbw-be1..3
 
-Generator: udp_flood.c (xdp-trafficgen does not load on this kernel: its
-tracepoint programs need kernel BTF types this kernel no longer has), one
-process per CPU in the client namespace, FLOWS connected UDP sockets each,
-64-byte frames to 198.18.100.1:9000, for SECONDS (bounded: at most 120 s
-and COUNT datagrams per process).  Receiver: xdp_count.c on each backend's
-eth0 counts and drops them.  Methods, the same packets in each:
+Generator (trafficgen.py, xdp_trafficgen.c): an XDP program run with
+BPF_PROG_TEST_RUN and BPF_F_TEST_XDP_LIVE_FRAMES in the client namespace,
+pinned to one CPU (--cpu): prepared 64-byte UDP frames, FLOWS flows (8
+sources x FLOWS/8 ports), to 198.18.100.1:9000, transmitted out of the
+client's eth0 as XDP frames (no socket, no sk_buff) into the lb's front0.
+Full speed ("saturation") or a set rate (--loads).
 
-  xdp     this collection's program in nat mode on front0 and back0 (engine,
-          Maglev over the three backends)
-  nft     nftables in the lb namespace: dnat to jhash ip saddr . udp sport
-          mod 3 map {0: be1, 1: be2, 2: be3}, masquerade towards the backends
-  plain   kernel forwarding, no balancing: a route for the VIP via be1
-  ingress reference: xdp_count on the lb's front0 (the generator and one
-          veth hop, nothing forwarded); the other methods' cost above it is
-          their forwarding cost
+Switch: the sw namespace's bridge stays for ARP; xdp_switch.c on its port
+facing the lb redirects IPv4 frames for the backends' MACs straight to
+their ports (a hardware switch costs the host nothing; the Linux bridge on
+veth would cost more than the balancer, the same for every method).
+Receivers: xdp_count.c on each backend's eth0 counts and drops.
 
-pps: delivered packets between 1 s after the start and 0.5 s before the
-end, divided by that time.  CPU per packet: CPU time of the sender
-processes (on veth the whole path runs in their softirq context) plus the
-ksoftirqd threads, over the same window, per delivered packet; other
-processes on the machine are not in it, but they compete for the CPUs,
-so absolute pps move with the machine's load: compare methods within a
-round (the rounds interleave the methods).
+Methods (one at a time, the same frames):
+
+  xdp-nat       this collection's program (engine), nat, on front0 + back0
+  xdp-dsr       dsr on front0 (destination MAC rewrite, out of back0)
+  xdp-redirect  redirect mode, front0 -> back0 unmodified (the switch sends
+                the client-side MAC to be1's port for this method)
+  nft           nftables dnat to jhash ip saddr . udp sport mod 3, masquerade
+  plain         kernel forwarding, a route to the VIP via be1
+  ref           generator-only reference: xdp_count on the lb's front0
+
+On veth the receiving side runs in the sender's softirq on the same CPU:
+the whole path runs on the generator's CPU.  CPU = run time
+(/proc/PID/schedstat, ns) of the generator process and of that CPU's
+ksoftirqd over the window; other work on the machine is not in it (it only
+takes CPU time away, which lowers wall-clock pps but not CPU per packet).
+"net" = a method's CPU ns per delivered packet minus the same round's
+ref: the cost of the path behind front0.  Rounds interleave the methods
+(reversed order every other round); spread = min-max over rounds.
 """
 import argparse
 import json
@@ -45,19 +55,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, HERE)
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import engine, model  # noqa: E402
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import build, engine, model  # noqa: E402
 from common import machine  # noqa: E402
 import hermetic  # noqa: E402
+import trafficgen  # noqa: E402
 
-P = "xlbb-f"
-MGMT = "198.19.50"
+P = "xlbw-"
+MGMT = "198.19.60"
 VIP, PORT = "198.18.100.1", 9000
 BACKENDS = ["198.18.1.11", "198.18.1.12", "198.18.1.13"]
-PIN_BASE = "/sys/fs/bpf/xlbb-fwd"
+PIN_BASE = "/sys/fs/bpf/xlbw-fwd"
 OUT = os.path.join(ROOT, "build", "bench-forwarding")
 LAB_ENV = dict(os.environ, LAB_PREFIX=P, LAB_DIR=os.path.join(OUT, "lab"), LAB_MGMT_NET=MGMT, LAB_BACKENDS="3")
-NFT = """table ip xlbb_bench {
+NFT_TABLE = "xlbw_bench"
+NFT = """table ip %(table)s {
     chain pre {
         type nat hook prerouting priority dstnat; policy accept;
         ip daddr %(vip)s udp dport %(port)d dnat to jhash ip saddr . udp sport mod 3 map { 0 : %(b0)s, 1 : %(b1)s, 2 : %(b2)s }
@@ -68,6 +81,7 @@ NFT = """table ip xlbb_bench {
     }
 }
 """
+ALL_METHODS = ("ref", "xdp-nat", "xdp-dsr", "xdp-redirect", "nft", "plain")
 
 
 def sh(*argv, **kw):
@@ -88,21 +102,29 @@ def net_only(name, *argv, **kw):
     return sh("nsenter", "--net=/run/netns/" + ns(name), *argv, **kw)
 
 
+def link(name, dev):
+    """(ifindex, MAC) of DEV in namespace NAME."""
+    info = json.loads(sh("ip", "-n", ns(name), "-j", "link", "show", dev).stdout)[0]
+    return info["ifindex"], info["address"]
+
+
 # ---- build --------------------------------------------------------------------------
+def compile_bpf(name, *defines):
+    out = os.path.join(OUT, name + ".o")
+    sh("clang", "-O2", "-g", "-Wall", "-Werror", "-target", "bpf", *defines,
+       *["-I" + d for d in build.system_include_dirs()], "-c", os.path.join(HERE, name + ".c"), "-o", out)
+    return out
+
+
 def build_tools():
     os.makedirs(OUT, exist_ok=True)
-    flood = os.path.join(OUT, "udp_flood")
-    sh("gcc", "-O2", "-Wall", "-o", flood, os.path.join(HERE, "udp_flood.c"))
-    obj = os.path.join(OUT, "xdp_count.o")
-    inc = [d for d in ("/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu") if os.path.isdir(d)]
-    sh("clang", "-O2", "-g", "-Wall", "-target", "bpf", "-DBENCH_PORT=%d" % PORT,
-       *["-I" + d for d in inc], "-c", os.path.join(HERE, "xdp_count.c"), "-o", obj)
-    return flood, obj
+    return {"count": compile_bpf("xdp_count", "-DBENCH_PORT=%d" % PORT), "switch": compile_bpf("xdp_switch"),
+            "gen": trafficgen.compile_program(OUT)}
 
 
-# ---- receivers ----------------------------------------------------------------------
-class Counter:
-    """xdp_count.c attached natively to DEV in namespace NAME; its per-CPU count summed."""
+# ---- programs on the lab's devices ----------------------------------------------------
+class Attached:
+    """An object loaded by bpftool (maps pinned in its own directory), attached natively to DEV in NAME."""
 
     def __init__(self, obj, name, dev):
         self.name, self.dev = name, dev
@@ -112,23 +134,54 @@ class Counter:
         net_only(name, "bpftool", "net", "attach", "xdpdrv", "pinned", os.path.join(self.dir, "prog"),
                  "dev", dev)
 
-    def read(self):
-        out = json.loads(sh("bpftool", "-j", "map", "dump", "pinned", os.path.join(self.dir, "rx_count")).stdout)
-        return sum(v["value"] for v in out[0]["formatted"]["values"])
-
     def close(self):
         net_only(self.name, "bpftool", "net", "detach", "xdpdrv", "dev", self.dev, check=False)
         engine.remove_pins(self.dir)
 
 
+class Counter(Attached):
+    """xdp_count.c: UDP to the benchmark's port, counted per CPU and dropped."""
+
+    def read_cpus(self):
+        """Counts per CPU."""
+        out = json.loads(sh("bpftool", "-j", "map", "dump", "pinned", os.path.join(self.dir, "rx_count")).stdout)
+        return [v["value"] for v in out[0]["formatted"]["values"]]
+
+    def read(self):
+        return sum(self.read_cpus())
+
+
+class Switch(Attached):
+    """xdp_switch.c on the sw port facing the lb: destination MAC -> port."""
+
+    def _key(self, mac):
+        return [str(int(x, 16)) for x in mac.split(":")] + ["0", "0"]
+
+    def set(self, mac, ifindex):
+        sh("bpftool", "map", "update", "pinned", os.path.join(self.dir, "switch_ports"),
+           "key", *self._key(mac), "value", *[str(b) for b in ifindex.to_bytes(4, sys.byteorder)])
+
+    def unset(self, mac):
+        sh("bpftool", "map", "delete", "pinned", os.path.join(self.dir, "switch_ports"),
+           "key", *self._key(mac), check=False)
+
+
 # ---- methods ------------------------------------------------------------------------
-def xdp_config(state):
-    return model.validate({
-        "name": "bench", "netns": ns("lb"), "interfaces": ["front0", "back0"], "mode": "nat",
-        "services": [{"vip": VIP, "port": PORT, "protocol": "udp", "scheduler": "maglev",
-                      "backends": [{"address": a} for a in BACKENDS]}],
-        "source": os.path.join(ROOT, "files"), "pin_dir": os.path.join(PIN_BASE, "lb"),
-        "state_dir": os.path.join(OUT, "state"), "build_dir": os.path.join(OUT, "objects"), "state": state})
+def xdp_config(mode, state):
+    cfg = {"name": "bench", "netns": ns("lb"), "mode": mode,
+           "services": [{"vip": VIP, "port": PORT, "protocol": "udp", "scheduler": "maglev",
+                         "backends": [{"address": a} for a in BACKENDS]}],
+           "source": os.path.join(ROOT, "files"), "pin_dir": os.path.join(PIN_BASE, "lb"),
+           "state_dir": os.path.join(OUT, "state"), "build_dir": os.path.join(OUT, "objects"), "state": state}
+    if mode == "nat":
+        cfg["interfaces"] = ["front0", "back0"]
+    elif mode == "dsr":
+        cfg["interfaces"] = ["front0"]
+    else:
+        cfg["interfaces"] = ["front0"]
+        cfg["redirect_interfaces"] = ["back0"]
+        cfg["services"] = []
+    return model.validate(cfg)
 
 
 class Method:
@@ -136,23 +189,33 @@ class Method:
         self.name, self.up, self.down, self.receivers = name, up, down, receivers
 
 
-def methods(obj, backend_counters):
-    def xdp_up():
-        engine.run(xdp_config("present"))
+def methods(tools, backend_counters, switch):
+    front0_mac = link("lb", "front0")[1]
+    be1_port = link("sw", "be1")[0]
 
-    def xdp_down():
-        engine.run(xdp_config("absent"))
+    def xdp(mode):
+        def up():
+            engine.run(xdp_config(mode, "present"))
+            if mode == "redirect":          # frames leave unmodified, to front0's MAC: the switch sends them to be1
+                switch.set(front0_mac, be1_port)
+
+        def down():
+            if mode == "redirect":
+                switch.unset(front0_mac)
+            engine.run(xdp_config(mode, "absent"))
+        return up, down
 
     def nft_up():
         with tempfile.NamedTemporaryFile("w", suffix=".nft", delete=False) as f:
-            f.write(NFT % {"vip": VIP, "port": PORT, "b0": BACKENDS[0], "b1": BACKENDS[1], "b2": BACKENDS[2]})
+            f.write(NFT % {"table": NFT_TABLE, "vip": VIP, "port": PORT,
+                           "b0": BACKENDS[0], "b1": BACKENDS[1], "b2": BACKENDS[2]})
         try:
             in_ns("lb", "nft", "-f", f.name)
         finally:
             os.unlink(f.name)
 
     def nft_down():
-        in_ns("lb", "nft", "delete", "table", "ip", "xlbb_bench", check=False)
+        in_ns("lb", "nft", "delete", "table", "ip", NFT_TABLE, check=False)
         in_ns("lb", "conntrack", "-F", check=False)
 
     def plain_up():
@@ -161,51 +224,62 @@ def methods(obj, backend_counters):
     def plain_down():
         in_ns("lb", "ip", "route", "del", VIP + "/32", check=False)
 
-    ingress = {}
+    ref = {}
 
-    def ingress_up():
-        ingress["c"] = Counter(obj, "lb", "front0")
+    def ref_up():
+        ref["c"] = Counter(tools["count"], "lb", "front0")
 
-    def ingress_down():
-        if "c" in ingress:
-            ingress.pop("c").close()
+    def ref_down():
+        if "c" in ref:
+            ref.pop("c").close()
 
-    return [Method("xdp", xdp_up, xdp_down, lambda: backend_counters),
-            Method("nft", nft_up, nft_down, lambda: backend_counters),
-            Method("plain", plain_up, plain_down, lambda: backend_counters),
-            Method("ingress", ingress_up, ingress_down, lambda: [ingress["c"]])]
+    out = {"ref": Method("ref", ref_up, ref_down, lambda: [ref["c"]])}
+    for mode in ("nat", "dsr", "redirect"):
+        up, down = xdp(mode)
+        out["xdp-" + mode] = Method("xdp-" + mode, up, down, lambda: backend_counters)
+    out["nft"] = Method("nft", nft_up, nft_down, lambda: backend_counters)
+    out["plain"] = Method("plain", plain_up, plain_down, lambda: backend_counters)
+    return out
 
 
-# ---- one run ------------------------------------------------------------------------
-def ksoftirqd_pids():
-    out = []
+# ---- CPU ----------------------------------------------------------------------------
+def ksoftirqd(cpu):
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 with open("/proc/%s/comm" % pid) as f:
-                    if f.read().startswith("ksoftirqd/"):
-                        out.append(int(pid))
+                    if f.read().strip() == "ksoftirqd/%d" % cpu:
+                        return int(pid)
             except OSError:
                 pass
-    return out
+    raise RuntimeError("no ksoftirqd/%d" % cpu)
 
 
-def cpu_ticks(pids):
+def run_ns(pids):
+    """Sum of the tasks' run time, ns (/proc/PID/task/*/schedstat: every thread)."""
     total = 0
     for pid in pids:
         try:
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])   # utime, stime
-        except (OSError, IndexError):
-            pass
+            tasks = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
     return total
 
 
-def proc_stat():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return {"busy": sum(v[:3]) + v[5] + v[6], "softirq": v[6], "all": sum(v[:8])}
+def data_plane_revision():
+    """The checkout's commit and the last commit that changed files/ (the data plane measured)."""
+    def git(*argv):
+        r = sh("git", "-C", ROOT, *argv, check=False)
+        return r.stdout.strip() if r.returncode == 0 else None
+    dirty = git("status", "--porcelain", "--", "files")
+    return {"head": git("rev-parse", "--short", "HEAD"), "files": git("log", "-1", "--format=%h %cs", "--", "files"),
+            "files_modified": bool(dirty)}
 
 
 def loadavg():
@@ -213,130 +287,277 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-def run_once(method, flood, args):
+# ---- one run ------------------------------------------------------------------------
+def generate(tools, args, rate, window, front0_mac, on_window):
+    """Start the generator at RATE (0: full speed), call ON_WINDOW() once it is sending; returns
+    (window measurements, generator's report)."""
+    seconds = args.warmup + window + 0.5
+    cmd = ["nsenter", "--net=/run/netns/" + ns("client"), "taskset", "-c", str(args.cpu), sys.executable,
+           os.path.join(HERE, "trafficgen.py"), "--dev", "eth0", "--dst-mac", front0_mac, "--dst", VIP,
+           "--dport", str(PORT), "--flows", str(args.flows), "--rate", str(rate), "--seconds", str(seconds),
+           "--obj", tools["gen"]]
+    gen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    try:
+        line = gen.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError("trafficgen did not start: %s %s" % (line, gen.stderr.read()))
+        measured = on_window(gen.pid)
+        out, err = gen.communicate(timeout=seconds + 60)
+        if gen.returncode != 0:
+            raise RuntimeError("trafficgen failed: %s" % err)
+        return measured, json.loads(out.strip().splitlines()[-1])
+    finally:
+        if gen.poll() is None:
+            gen.kill()
+            gen.wait()
+
+
+def run_once(method, tools, args, rate, window, front0_mac, soft_pid):
     method.up()
     try:
         time.sleep(0.3)
         counters = method.receivers()
-        start = [c.read() for c in counters]
-        procs = []
-        for cpu in range(args.senders):
-            procs.append(subprocess.Popen(
-                ["taskset", "-c", str(cpu % os.cpu_count()), "ip", "netns", "exec", ns("client"), flood,
-                 VIP, str(PORT), "198.18.0.2", str(20000 + cpu * args.flows), str(args.flows), str(args.seconds),
-                 str(args.count), "18"], stdout=subprocess.PIPE, universal_newlines=True))
-        soft = ksoftirqd_pids()
-        pids = [p.pid for p in procs] + soft
-        time.sleep(1.0)
-        c0, t0, k0, s0 = sum(c.read() for c in counters), time.monotonic(), cpu_ticks(pids), proc_stat()
-        time.sleep(max(0.5, args.seconds - 1.5))
-        c1, t1, k1, s1 = sum(c.read() for c in counters), time.monotonic(), cpu_ticks(pids), proc_stat()
-        sent = 0
-        for p in procs:
-            out = p.communicate(timeout=args.seconds + 30)[0]
-            if p.returncode != 0:
-                raise RuntimeError("udp_flood failed: %s" % out)
-            sent += int(out.split()[0].split("=")[1])
+        start_cpus = [c.read_cpus() for c in counters]
+        start = [sum(x) for x in start_cpus]
+
+        def on_window(pid):
+            time.sleep(args.warmup)
+            pids = [pid, soft_pid]
+            c0, t0, k0 = sum(c.read() for c in counters), time.monotonic(), run_ns(pids)
+            time.sleep(window)
+            c1, t1, k1 = sum(c.read() for c in counters), time.monotonic(), run_ns(pids)
+            return {"delivered": c1 - c0, "window_s": t1 - t0, "cpu_s": (k1 - k0) / 1e9}
+
+        m, gen = generate(tools, args, rate, window, front0_mac, on_window)
         time.sleep(0.2)
-        per_backend = [c.read() - s0 for c, s0 in zip(counters, start)]
-        hz = os.sysconf("SC_CLK_TCK")
-        delivered = c1 - c0
-        wall = t1 - t0
-        cpu = (k1 - k0) / hz
-        return {"method": method.name, "pps": delivered / wall, "delivered": delivered, "window_s": round(wall, 3),
-                "cpu_s": cpu, "ns_per_packet": cpu * 1e9 / delivered if delivered else None,
-                "machine_busy_share": (s1["busy"] - s0["busy"]) / max(1, s1["all"] - s0["all"]),
-                "machine_softirq_share": (s1["softirq"] - s0["softirq"]) / max(1, s1["all"] - s0["all"]),
-                "sent_total": sent, "delivered_total": sum(per_backend), "per_receiver": per_backend,
-                "delivered_share": sum(per_backend) / sent if sent else None,
+        end_cpus = [c.read_cpus() for c in counters]
+        per_receiver = [sum(e) - s for e, s in zip(end_cpus, start)]
+        on_cpu = sum(e[args.cpu] - s[args.cpu] for e, s in zip(end_cpus, start_cpus))
+        delivered = m["delivered"]
+        return {"method": method.name, "rate": rate, "pps": delivered / m["window_s"], "delivered": delivered,
+                "window_s": round(m["window_s"], 3), "cpu_s": round(m["cpu_s"], 4),
+                "cpu_share": round(m["cpu_s"] / m["window_s"], 3),
+                "ns_per_packet": m["cpu_s"] * 1e9 / delivered if delivered else None,
+                "sent_total": gen["sent"], "sent_pps": gen["sent"] / gen["elapsed"],
+                "delivered_total": sum(per_receiver), "per_receiver": per_receiver,
+                # received on the generator's CPU: the whole path ran there (1.0), its CPU time is counted
+                "on_generator_cpu": on_cpu / sum(per_receiver) if sum(per_receiver) else None,
+                "delivered_share": sum(per_receiver) / gen["sent"] if gen["sent"] else None,
                 "loadavg": loadavg()}
     finally:
         method.down()
 
 
+# ---- summary ------------------------------------------------------------------------
+def _med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(results, rounds):
+    sat = [r for r in results if r["rate"] == 0]
+    ref = {r["round"]: r["ns_per_packet"] for r in sat if r["method"] == "ref"}
+    for r in sat:
+        base = ref.get(r["round"])
+        r["net_ns_per_packet"] = (r["ns_per_packet"] - base) if (r["ns_per_packet"] and base) else None
+    summary = {}
+    for m in [m for m in ALL_METHODS if any(r["method"] == m for r in sat)]:
+        rows = [r for r in sat if r["method"] == m]
+        ns_ = [r["ns_per_packet"] for r in rows if r["ns_per_packet"]]
+        net = [r["net_ns_per_packet"] for r in rows if r["net_ns_per_packet"] is not None]
+        s = {"pps_median": _med(r["pps"] for r in rows), "pps_min": min(r["pps"] for r in rows),
+             "pps_max": max(r["pps"] for r in rows),
+             "ns_per_packet_median": _med(ns_), "ns_per_packet_min": min(ns_, default=None),
+             "ns_per_packet_max": max(ns_, default=None),
+             "pps_per_cpu_median": _med(1e9 / x for x in ns_),
+             "net_ns_per_packet_median": _med(net), "net_ns_per_packet_min": min(net, default=None),
+             "net_ns_per_packet_max": max(net, default=None),
+             "cpu_share_median": _med(r["cpu_share"] for r in rows),
+             "delivered_share_median": _med(r["delivered_share"] for r in rows),
+             "on_generator_cpu_min": min(r["on_generator_cpu"] or 0 for r in rows)}
+        loads = {}
+        for r in results:
+            if r["method"] == m and r["rate"]:
+                loads.setdefault(str(int(r["rate"])), []).append(r)
+        s["loads"] = {k: {"sent_pps_median": _med(x["sent_pps"] for x in v),
+                          "cpu_share_median": _med(x["cpu_share"] for x in v),
+                          "delivered_share_median": _med(x["delivered_share"] for x in v),
+                          "delivered_share_min": min(x["delivered_share"] for x in v)} for k, v in loads.items()}
+        summary[m] = s
+    # ratios to nft within each round, then their median and spread
+    ratios = {}
+    for m in summary:
+        if m in ("nft", "ref"):
+            continue
+        whole, net = [], []
+        for rnd in range(1, rounds + 1):
+            a = [x for x in sat if x["round"] == rnd and x["method"] == m]
+            b = [x for x in sat if x["round"] == rnd and x["method"] == "nft"]
+            if a and b and a[0]["ns_per_packet"] and b[0]["ns_per_packet"]:
+                whole.append(b[0]["ns_per_packet"] / a[0]["ns_per_packet"])
+                if a[0]["net_ns_per_packet"] and b[0]["net_ns_per_packet"]:
+                    net.append(b[0]["net_ns_per_packet"] / a[0]["net_ns_per_packet"])
+        if whole:
+            ratios[m] = {"pps_per_cpu_vs_nft_median": _med(whole), "pps_per_cpu_vs_nft": [round(x, 2) for x in whole],
+                         "net_cpu_nft_over_this_median": _med(net), "net_cpu_nft_over_this": [round(x, 2) for x in net]}
+    return summary, ratios
+
+
+# ---- tables for docs/benchmarks.md ----------------------------------------------------
+NAMES = {"xdp-nat": "xdp_lb nat", "xdp-dsr": "xdp_lb dsr", "xdp-redirect": "xdp_lb redirect",
+         "nft": "nftables DNAT jhash", "plain": "plain forwarding", "ref": "generator only (ref)"}
+
+
+def markdown(doc):
+    """The results as the Markdown tables of docs/benchmarks.md."""
+    sm, rt = doc["summary"], doc["ratios"]
+
+    def rng(s, key, scale=1.0):
+        lo, med, hi = s[key + "_min"], s[key + "_median"], s[key + "_max"]
+        if med is None:
+            return "-"
+        return "%.0f (%.0f-%.0f)" % (med / scale, lo / scale, hi / scale)
+    out = ["| method | CPU ns / delivered packet, median (min-max) | net of ref | Mpps per CPU | "
+           "kpps wall clock, median (min-max) | CPU share | nft's net CPU / this, per round |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+    for m, s in sm.items():
+        r = rt.get(m, {})
+        out.append("| %s | %s | %s | %.2f | %s | %.2f | %s |" % (
+            NAMES[m], rng(s, "ns_per_packet"), rng(s, "net_ns_per_packet") if m != "ref" else "0",
+            (s["pps_per_cpu_median"] or 0) / 1e6, rng(s, "pps", 1e3), s["cpu_share_median"],
+            ", ".join("%.2f" % x for x in r.get("net_cpu_nft_over_this", [])) or "-"))
+    out += ["", "| method | whole path per CPU / nft's, per round | median |", "|---|---|---:|"]
+    for m, r in rt.items():
+        out.append("| %s | %s | %.2f |" % (NAMES[m], ", ".join("%.2f" % x for x in r["pps_per_cpu_vs_nft"]),
+                                           r["pps_per_cpu_vs_nft_median"]))
+    loads = sorted({k for s in sm.values() for k in s["loads"]}, key=float)
+    if loads:
+        out += ["", "| method | " + " | ".join("%.0fk offered" % (float(k) / 1e3) for k in loads) + " |",
+                "|---|" + "---:|" * len(loads)]
+        for m, s in sm.items():
+            if m == "ref":
+                continue
+            cells = []
+            for k in loads:
+                v = s["loads"].get(k)
+                cells.append("-" if v is None else "%.0fk sent (%.2f CPU), %.4f delivered" % (
+                    v["sent_pps_median"] / 1e3, v.get("cpu_share_median") or 0, v["delivered_share_median"]))
+            out.append("| %s | %s |" % (NAMES[m], " | ".join(cells)))
+        # what the path needs of one CPU at each load, from its cost at saturation
+        out += ["", "| method | " + " | ".join("CPU needed at %.0fk" % (float(k) / 1e3) for k in loads) + " |",
+                "|---|" + "---:|" * len(loads)]
+        for m, s in sm.items():
+            if m != "ref" and s["ns_per_packet_median"]:
+                out.append("| %s | %s |" % (NAMES[m], " | ".join(
+                    "%.2f" % (float(k) * s["ns_per_packet_median"] / 1e9) for k in loads)))
+    return "\n".join(out)
+
+
 # ---- main ---------------------------------------------------------------------------
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
-    ap.add_argument("--seconds", type=float, default=10.0, help="per run (max 120)")
-    ap.add_argument("--repeat", type=int, default=3, help="rounds; each round runs every method once")
-    ap.add_argument("--flows", type=int, default=32, help="UDP flows per sender")
-    ap.add_argument("--senders", type=int, default=os.cpu_count(), help="sender processes (one per CPU)")
-    ap.add_argument("--count", type=int, default=50000000, help="datagrams per sender at most")
-    ap.add_argument("--methods", default="xdp,nft,plain,ingress")
+    ap.add_argument("--seconds", type=float, default=4.0, help="measured window at saturation (max 60)")
+    ap.add_argument("--load-seconds", type=float, default=2.0, help="measured window per offered load")
+    ap.add_argument("--warmup", type=float, default=0.7, help="seconds of sending before a window")
+    ap.add_argument("--repeat", type=int, default=5, help="rounds; each round runs every method once")
+    ap.add_argument("--flows", type=int, default=4096, help="UDP flows (a power of two)")
+    ap.add_argument("--loads", default="100000,200000,400000,800000", help="offered loads, pps (empty: none)")
+    ap.add_argument("--cpu", type=int, default=1, help="the generator's CPU")
+    ap.add_argument("--methods", default=",".join(ALL_METHODS))
     ap.add_argument("--json", default=os.path.join(OUT, "results.json"))
+    ap.add_argument("--report", metavar="JSON", help="print the Markdown tables of a results file and exit")
     args = ap.parse_args()
+    if args.report:
+        with open(args.report) as f:
+            doc = json.load(f)
+        doc["summary"], doc["ratios"] = summarize(doc["results"], doc["args"]["repeat"])
+        print(markdown(doc))
+        return
     if os.geteuid() != 0:
         sys.exit("run as root (namespaces, XDP)")
-    if not 1 <= args.seconds <= 120:
-        sys.exit("--seconds must be 1..120")
+    if not 1 <= args.seconds <= 60 or not 0.5 <= args.load_seconds <= 60:
+        sys.exit("--seconds must be 1..60 and --load-seconds 0.5..60")
+    if args.cpu not in os.sched_getaffinity(0):
+        sys.exit("--cpu %d: not a CPU this process may use" % args.cpu)
+    wanted = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(wanted) - set(ALL_METHODS))
+    if unknown:
+        sys.exit("--methods: unknown %s (known: %s)" % (", ".join(unknown), ", ".join(ALL_METHODS)))
+    loads = [float(x) for x in args.loads.split(",") if x.strip()]
     hermetic.enter_private_bpffs()   # a bpffs of its own at /sys/fs/bpf, gone with the process
-    flood, obj = build_tools()
+    tools = build_tools()
     results = []
-    backend_counters = []
+    attached = []
     lab = os.path.join(ROOT, "scripts", "lab", "lab.sh")
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     try:
         sh("bash", lab, "up", env=LAB_ENV)
         in_ns("lb", "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
               "net.ipv4.conf.front0.rp_filter=2", "net.ipv4.conf.back0.rp_filter=2",
               "net.ipv4.conf.front0.accept_local=1", "net.ipv4.conf.back0.accept_local=1")
         os.makedirs(PIN_BASE, exist_ok=True)
+        backend_counters = []
         for i in range(1, 4):
-            backend_counters.append(Counter(obj, "be%d" % i, "eth0"))
-        wanted = args.methods.split(",")
-        ms = [m for m in methods(obj, backend_counters) if m.name in wanted]
+            c = Counter(tools["count"], "be%d" % i, "eth0")
+            attached.append(c)
+            backend_counters.append(c)
+        switch = Switch(tools["switch"], "sw", "lb")
+        attached.append(switch)
+        for i in range(1, 4):
+            switch.set(link("be%d" % i, "eth0")[1], link("sw", "be%d" % i)[0])
+        front0_mac = link("lb", "front0")[1]
+        soft_pid = ksoftirqd(args.cpu)
+        all_m = methods(tools, backend_counters, switch)
+        ms = [all_m[m] for m in ALL_METHODS if m in wanted]
         for r in range(args.repeat):
-            for m in ms:
-                res = run_once(m, flood, args)
-                res["round"] = r + 1
-                results.append(res)
-                print("round %d %-8s %9.0f pps  %6.0f ns/packet CPU  delivered %d of %d sent  load %s"
-                      % (r + 1, m.name, res["pps"], res["ns_per_packet"] or 0, res["delivered_total"],
-                         res["sent_total"], res["loadavg"]), flush=True)
+            for m in (ms if r % 2 == 0 else list(reversed(ms))):
+                for rate in [0] + loads:
+                    res = run_once(m, tools, args, rate, args.seconds if rate == 0 else args.load_seconds,
+                                   front0_mac, soft_pid)
+                    res["round"] = r + 1
+                    results.append(res)
+                    print("round %d %-13s %-9s %9.0f pps  %6s ns/packet CPU (%.2f CPU)  sent %9.0f pps  "
+                          "delivered %.4f  on cpu %.3f  load %s"
+                          % (r + 1, m.name, "full" if rate == 0 else "%.0fk" % (rate / 1e3), res["pps"],
+                             "%.0f" % res["ns_per_packet"] if res["ns_per_packet"] else "-", res["cpu_share"],
+                             res["sent_pps"], res["delivered_share"] or 0, res["on_generator_cpu"] or 0,
+                             res["loadavg"]), flush=True)
     finally:
-        for c in backend_counters:
+        for a in reversed(attached):
             try:
-                c.close()
+                a.close()
             except Exception as exc:   # keep cleaning up
                 print("cleanup: %s" % exc, file=sys.stderr)
-        try:
-            engine.run(xdp_config("absent"))
-        except Exception:
-            pass
+        for mode in ("nat", "dsr", "redirect"):
+            try:
+                engine.run(xdp_config(mode, "absent"))
+            except Exception:
+                pass
         sh("bash", lab, "down", env=LAB_ENV, check=False)
         if os.path.isdir(PIN_BASE):
             engine.remove_pins(PIN_BASE)
-    summary = {}
-    for m in sorted(set(r["method"] for r in results)):
-        rows = [r for r in results if r["method"] == m]
-        summary[m] = {"pps_median": statistics.median(r["pps"] for r in rows),
-                      "pps_min": min(r["pps"] for r in rows), "pps_max": max(r["pps"] for r in rows),
-                      # None: a window that saw no packet delivered (short runs on a busy machine)
-                      "ns_per_packet_median": statistics.median(
-                          [r["ns_per_packet"] for r in rows if r["ns_per_packet"] is not None] or [None])}
-    # ratios within each round, then their median
-    ratios = {}
-    for m in summary:
-        per_round = []
-        for r in range(1, args.repeat + 1):
-            a = [x for x in results if x["round"] == r and x["method"] == m]
-            b = [x for x in results if x["round"] == r and x["method"] == "plain"]
-            if a and b:
-                per_round.append(a[0]["pps"] / b[0]["pps"])
-        if per_round:
-            ratios[m] = {"pps_vs_plain_median": statistics.median(per_round),
-                         "per_round": [round(x, 3) for x in per_round]}
-    doc = {"machine": machine(), "args": vars(args), "results": results, "summary": summary,
-           "ratios": ratios, "loadavg_end": loadavg()}
+    summary, ratios = summarize(results, args.repeat)
+    doc = {"machine": machine(), "started": started, "revision": data_plane_revision(), "args": vars(args),
+           "results": results, "summary": summary, "ratios": ratios, "loadavg_end": loadavg()}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(doc, f, indent=1)
-    print("\nmethod    pps median (min-max)          ns CPU/packet  pps vs plain (per round)")
+    print("\nmethod         kpps full (min-max)     CPU ns/pkt (min-max)   net ns/pkt (min-max)   "
+          "per CPU vs nft  net nft/this")
     for m, s in summary.items():
         rt = ratios.get(m, {})
-        ns = s["ns_per_packet_median"]
-        print("%-8s %9.0f (%7.0f-%7.0f)   %9s      %s %s" % (
-            m, s["pps_median"], s["pps_min"], s["pps_max"], "-" if ns is None else "%.0f" % ns,
-            "%.2f" % rt["pps_vs_plain_median"] if rt else "-", rt.get("per_round", "")))
+
+        def f(v):
+            return "-" if v is None else "%.0f" % v
+        print("%-13s %6.0f (%5.0f-%5.0f)   %6s (%s-%s)   %6s (%s-%s)   %-14s %s" % (
+            m, s["pps_median"] / 1e3, s["pps_min"] / 1e3, s["pps_max"] / 1e3,
+            f(s["ns_per_packet_median"]), f(s["ns_per_packet_min"]), f(s["ns_per_packet_max"]),
+            f(s["net_ns_per_packet_median"]), f(s["net_ns_per_packet_min"]), f(s["net_ns_per_packet_max"]),
+            rt.get("pps_per_cpu_vs_nft", "-"), rt.get("net_cpu_nft_over_this", "-")))
+        for load, v in sorted(s["loads"].items(), key=lambda kv: float(kv[0])):
+            print("    offered %7s pps: sent %9.0f pps, delivered %.4f (min %.4f)" % (
+                load, v["sent_pps_median"], v["delivered_share_median"], v["delivered_share_min"]))
+    print("\n" + markdown(doc))
     print("results: %s" % args.json)
 
 

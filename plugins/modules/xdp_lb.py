@@ -346,13 +346,33 @@ options:
     description:
       - bpffs directory for the instance's pinned maps and program (C(prog)).
       - Defaults to C(/sys/fs/bpf/xdp_lb/<name>).
+      - Like O(build_dir), O(state_dir) and O(source), it must belong to root and not be writable by group
+        or others, with parents that belong to root and are either not writable by others or sticky (a
+        bpffs mounted by hand has mode 1777); no symbolic link, no C(.) or C(..) components. Otherwise the
+        run fails before anything changes, naming the path, its mode and its owner.
+      - Changing it for a running instance fails (its program and maps are pinned at the old path); remove
+        the instance (O(state=absent)) and deploy it again to move it.
     type: path
   build_dir:
     description:
       - Build cache. Objects are named after the SHA-256 of source, header, defines and compiler,
         so the same input is never compiled twice.
+      - Each object has its SHA-256 in a digest file beside it, also recorded in the state file; an
+        object that does not match, or is not root's, is compiled again and never loaded.
     type: path
     default: /var/cache/netfleet-xdp-lb
+  recreate_foreign_maps:
+    description:
+      - What to do when O(pin_dir) holds a pinned map of the instance whose map type, key size or value
+        size is neither this data plane's nor that of an older layout of it. A map of an older layout
+        of ours is an upgrade (the maps are recreated and established flows carried over), and so is a
+        map that only differs in size, after a change of O(conntrack_size) for example.
+      - V(false) refuses, naming each such map and what differs, and changes no map, program or
+        attachment.
+      - V(true) recreates every map of the instance; connection tracking and counters start empty.
+        A request for this run, not kept in the state file.
+    type: bool
+    default: false
   clear_overrides:
     description:
       - End the operator's runtime overrides of this instance (C(xdp-lb drain), C(undrain), C(weight);
@@ -967,6 +987,7 @@ ARGUMENT_SPEC = dict(
     state_dir=dict(type='path', default=model.DEFAULT_STATE_DIR),
     build_dir=dict(type='path', default=model.DEFAULT_BUILD_DIR),
     host_setup=dict(type='dict', options=HOST_SETUP_SPEC),
+    recreate_foreign_maps=dict(type='bool', default=False),
     clear_overrides=dict(type='bool', default=False),
     _sources=dict(type='dict'),
 )
@@ -1074,6 +1095,11 @@ def main():
         cfg = model.validate(params)
     except model.ConfigError as exc:
         module.fail_json(msg=str(exc), field=exc.path)
+    try:
+        # Before anything changes: the directories root writes to and loads from (trust.py).
+        engine.check_trust(cfg)
+    except engine.EngineError as exc:
+        module.fail_json(msg=str(exc), name=cfg.name)
 
     if host is not None and cfg.state == 'present':
         # Before host_setup changes anything (the engine checks again).
@@ -1113,7 +1139,7 @@ def main():
         if plan is not None:
             try:
                 report['changed_items'] += hostsetup.commit(manifest, plan)
-            except (IOError, OSError) as exc:
+            except (IOError, OSError, hostsetup.HostSetupError) as exc:
                 module.fail_json(msg='host_setup: the balancer is configured, the host setup failed: %s' % exc,
                                  host_setup=report)
         # What changed, or in check mode what would (the paths of the drift lines).

@@ -15,6 +15,7 @@ or fd00:18::/32):
     xlbdp2  no address                      extra port for redirect mode
     xlbdp0p/xlbdp1p/xlbdp2p                 the veth peers (up, no address)
 """
+import ctypes as ct
 import os
 import socket
 import struct
@@ -22,7 +23,7 @@ import tempfile
 
 from pyroute2 import netns as pr_netns
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, flowhash, layout
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, flowhash, layout, maps
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.command import run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -134,8 +135,16 @@ class Lab:
             self.obj.close()
         self.obj = new
         self.prog_fd = new.prog_fd
+        have = set(new.map_names())
         for name, (ktype, vtype, percpu) in layout.MAPS.items():
-            self.maps[name] = bpf.Map(new.map_fd(name), ktype, vtype, percpu=percpu, owned=False)
+            if name in have:        # an older revision's object (benchmark baseline) lacks some
+                self.maps[name] = bpf.Map(new.map_fd(name), ktype, vtype, percpu=percpu, owned=False)
+        for name, (v4, v6) in layout.FLOW_TABLES.items():     # "lb_ct", "lb_nat_rev": both families
+            if v4 in have:
+                self.maps[name] = maps.FlowTable(self.maps[v4], self.maps[v6])
+            elif name in have:      # up to ABI 3: one table, LbFlow keys (values: a prefix of ours)
+                self.maps[name] = bpf.Map(new.map_fd(name), layout.LbFlow, layout.MAPS[v4][1],
+                                          owned=False)
         return new
 
     def close_maps(self):
@@ -193,9 +202,19 @@ class Lab:
         addr, family = layout.pack_addr(vip)
         key = layout.LbServiceKey(vip=addr, port=layout.htons(port),
                                   proto=layout.PROTOCOLS[proto], family=family)
+        self.vip_filter_add(vip)
         self.maps["lb_services"].update(key, layout.LbService(id=sid, ring_slot=ring_slot,
                                                               sched=sched))
         return key
+
+    def vip_filter_add(self, vip):
+        """Set ``vip``'s bit in lb_vip_filter (as the control plane does before
+        it adds a service): without it the program passes the VIP's packets."""
+        for word, bits in maps.vip_filter_words([vip]).items():
+            m = self.maps.get("lb_vip_filter")
+            if m is None:           # an object from before the filter
+                return
+            m.update(layout.U32(word), ct.c_uint64(m.lookup(layout.U32(word)).value | bits))
 
     def set_backend(self, bid, addr, sid, port=0, active=True):
         packed, family = layout.pack_addr(addr)
@@ -239,6 +258,8 @@ class Lab:
                 m.delete(key)
         for bid in backends:
             self.maps["lb_backends"].update(layout.U32(bid), layout.LbBackend())
+        if "lb_vip_filter" in self.maps:
+            self._zero("lb_vip_filter", layout.DEFAULT_SIZES["XDP_LB_VIP_FILTER_BITS"] // 64, percpu=False)
         zero = [layout.LbCounter()] * bpf.possible_cpus()
         for i in range(len(layout.STATS)):
             self.maps["lb_stats"].update(layout.U32(i), zero)
@@ -251,10 +272,10 @@ class Lab:
         self.flush_nexthops()
         self.flush_services()
 
-    def _zero(self, name, count):
+    def _zero(self, name, count, percpu=True):
         vtype = layout.MAPS[name][1]
         self.maps[name].update_batch([layout.U32(i) for i in range(count)],
-                                     [vtype()] * (count * bpf.possible_cpus()))
+                                     [vtype()] * (count * (bpf.possible_cpus() if percpu else 1)))
 
     def flush_nexthops(self):
         """Empty the next-hop cache (every slot, every CPU), as the control

@@ -55,9 +55,9 @@ def test_reload_shares_pinned_maps_and_state(lab, obj_path):
     first = client_frame(L.CLIENT4, vip, "tcp", 47000, 80)
     action, out = lab.run(first)
     assert action == L.XDP_REDIRECT
-    ids_before = {name: bpf.fd_info(m.fd)["map_id"] for name, m in lab.maps.items()}
+    ids_before = {name: bpf.fd_info(lab.maps[name].fd)["map_id"] for name in layout.MAPS}
     lab.load(obj_path)              # the same object again: an upgrade in place
-    ids_after = {name: bpf.fd_info(m.fd)["map_id"] for name, m in lab.maps.items()}
+    ids_after = {name: bpf.fd_info(lab.maps[name].fd)["map_id"] for name in layout.MAPS}
     assert ids_after == ids_before
     assert lab.run(first) == (L.XDP_REDIRECT, out)
     assert lab.maps["lb_tx_ports"].lookup(layout.U32(0)).value == lab.ifindex["xlbdp2p"]

@@ -1,15 +1,24 @@
-"""An upgrade from the ABI 2 data plane (lb_ct_entry without last_seen) keeps established flows.
+"""An upgrade from an older data plane of ours keeps established flows, under traffic.
+
+Older layouts: ABI 2 (commit 0eb9d95: lb_ct_entry without last_seen, one
+lb_ct and one lb_nat_rev for both families, 40-byte keys) and ABI 3 (the
+commit before ABI 4: the same tables with last_seen).  ABI 4 splits the
+connection tables by family (lb_ct4/lb_ct6, lb_nat4/lb_nat6; 16-byte IPv4
+keys) and adds lb_vip_filter.
 
 The previous release is deployed by its own engine (a subprocess running the
-collection as of the commit before ABI 3, from git), on veths of a namespace
-of its own; packets through its pinned program (BPF_PROG_TEST_RUN) make
-conntrack and NAT entries.  Then this checkout's engine applies the same
-configuration: the map shapes differ (lb_config, lb_ct), so the maps are
-recreated and the connection tables must be carried over before the swap.
-The new maps must hold every flow with the same backend and NAT port, last
-seen now, and the new program must translate the flows' next packets and
-replies exactly as the old one did.
+collection as of that commit, from git), on veths of a namespace of its
+own; packets through its program (BPF_PROG_TEST_RUN) make conntrack and NAT
+entries.  Then this checkout's engine applies the same configuration while
+a thread keeps sending the established flows' next packets and replies
+through whatever program is attached to the interfaces at that moment: the
+map shapes differ, so the maps are recreated and the connection tables must
+be carried over before the swap.  Every packet of the thread, before, during
+and after the swap, must be translated exactly as the old program did (zero
+flows broken); the new maps must hold every flow with the same backend and
+NAT port, last seen now, and the old layout's pins must be gone.
 """
+import ctypes as ct
 import io
 import ipaddress
 import json
@@ -19,11 +28,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 
 import pytest
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    bpf, engine, layout, maps, model)
+    bpf, engine, layout, maps, model, netlink)
 
 import dplab as L
 from dpframes import client_frame, frame
@@ -33,23 +43,25 @@ CLIENTS = ["198.18.0.%d" % h for h in range(10, 18)]
 UDP_PORT, TCP_PORT = 53, 80
 
 
-def abi2_commit():
-    """The last commit whose data plane is ABI 2 (parent of the one that made it 3)."""
+def last_commit_of(abi):
+    """The last commit whose data plane is ``abi`` (parent of the one that made it abi + 1).
+    For ABI 2 that is 0eb9d95."""
     try:
         out = subprocess.run(["git", "-C", ROOT, "log", "--format=%H", "-G",
-                              "define XDP_LB_ABI_VERSION 3", "--", "files/xdp_lb.h"],
+                              "define XDP_LB_ABI_VERSION %d" % (abi + 1), "--", "files/xdp_lb.h"],
                              capture_output=True, text=True, check=True).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         return None
     return (out[-1] + "^") if out else None
 
 
-@pytest.fixture(scope="module")
-def old_tree():
-    """The ABI 2 collection, extracted as .../ansible_collections/netfleet/xdp_lb."""
-    rev = abi2_commit()
+@pytest.fixture(scope="module", params=[2, 3], ids=["abi2-0eb9d95", "abi3"])
+def old_tree(request):
+    """The older collection, extracted as .../ansible_collections/netfleet/xdp_lb."""
+    abi = request.param
+    rev = last_commit_of(abi)
     if rev is None:
-        pytest.skip("no git history with the ABI 2 data plane (not a git checkout?)")
+        pytest.skip("no git history with the ABI %d data plane (not a git checkout?)" % abi)
     tmp = tempfile.mkdtemp(prefix="xlbup-old-")
     try:
         data = subprocess.run(["git", "-C", ROOT, "archive", rev, "files", "plugins"],
@@ -59,8 +71,8 @@ def old_tree():
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             tar.extractall(dest)
         with open(os.path.join(dest, "files", "xdp_lb.h")) as f:
-            assert "#define XDP_LB_ABI_VERSION 2" in f.read()
-        yield tmp
+            assert "#define XDP_LB_ABI_VERSION %d" % abi in f.read()
+        yield tmp, abi
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -132,13 +144,44 @@ def run_pinned(lab, pin_dir, frames, dev="xlbdp0"):
         os.close(fd)
 
 
-def table(pin_dir, name, vtype):
-    fd = bpf.obj_get(os.path.join(pin_dir, name))
-    m = bpf.Map(fd, layout.LbFlow, vtype)
-    try:
-        return dict((bytes(k), v) for k, v in m.items())
-    finally:
-        m.close()
+def table(pin_dir, name):
+    """{LbFlow bytes: value} of connection table ``name`` ("lb_ct", "lb_nat_rev"), any layout."""
+    with maps.MapSet(pin_dir) as ms:
+        return dict((bytes(k), v) for k, v in ms.get(name).items())
+
+
+class Traffic(threading.Thread):
+    """Sends ``frames`` (and ``back``, the replies) again and again through
+    the program attached to the ingress interface at that moment, until
+    stopped; records every result that differs from ``want`` / ``want_back``.
+    (A thread made after the lab entered its namespace is in it too.)"""
+
+    def __init__(self, lab, frames, want, back, want_back):
+        super().__init__(daemon=True)
+        self.lab = lab
+        # replies first: a reply entry that did not come along is passed, not translated
+        self.jobs = [("xlbdp1", back, want_back), ("xlbdp0", frames, want)]
+        self.stop = threading.Event()
+        self.rounds, self.programs, self.broken, self.errors = 0, set(), [], []
+
+    def run(self):
+        try:
+            while not self.stop.is_set():
+                for dev, frames, want in self.jobs:
+                    idx = self.lab.ifindex[dev]
+                    prog_id = netlink.xdp_query(idx)["prog_id"]
+                    fd = bpf.prog_fd_by_id(prog_id)
+                    try:
+                        for i, f in enumerate(frames):
+                            got = bpf.test_run(fd, f, ingress_ifindex=idx)[:2]
+                            if got != want[i]:
+                                self.broken.append((prog_id, dev, i))
+                    finally:
+                        os.close(fd)
+                    self.programs.add(prog_id)
+                self.rounds += 1
+        except Exception as exc:      # reported by the test
+            self.errors.append(exc)
 
 
 def owners(pin_dir):
@@ -168,34 +211,62 @@ def replies(outs):
     return out
 
 
-def test_upgrade_from_abi2_keeps_established_flows(old_tree, uplab):
+def test_upgrade_keeps_established_flows_under_traffic(old_tree, uplab):
+    tree, abi = old_tree
     lab, work = uplab
-    old_src = os.path.join(old_tree, "ansible_collections", "netfleet", "xdp_lb", "files")
+    old_src = os.path.join(tree, "ansible_collections", "netfleet", "xdp_lb", "files")
     p_old = params(lab, work, old_src)
     pin_dir = p_old["pin_dir"]
-    old_engine(old_tree, p_old)
+    old_engine(tree, p_old)
+    traffic = None
     try:
         frames = flows()
         before = run_pinned(lab, pin_dir, frames)
         assert all(a == L.XDP_REDIRECT for a, dummy in before)
-        back_before = run_pinned(lab, pin_dir, replies(before), "xlbdp1")
-        ct_old = table(pin_dir, "lb_ct", layout.LbCtEntryV2)
-        nat_old = table(pin_dir, "lb_nat_rev", layout.LbNatEntry)
+        back = replies(before)
+        back_before = run_pinned(lab, pin_dir, back, "xlbdp1")
+        assert all(a == L.XDP_REDIRECT for a, dummy in back_before)
+        ct_old = table(pin_dir, "lb_ct")
+        nat_old = table(pin_dir, "lb_nat_rev")
         assert len(ct_old) == len(frames) and len(nat_old) == len(frames)
-        with maps.MapSet(pin_dir) as ms:
-            assert ms.info("lb_ct")["value_size"] == 8          # the old layout
+        with maps.MapSet(pin_dir) as ms:                    # the old layout
+            assert ms.info("lb_ct")["value_size"] == (8 if abi == 2 else 16)
+            assert ms.info("lb_ct")["key_size"] == 40 and not ms.exists("lb_ct4")
         ids_old = owners(pin_dir)
+        old_prog = netlink.xdp_query(lab.ifindex["xlbdp0"])["prog_id"]
 
-        # the upgrade: this checkout's engine, same configuration
+        # the upgrade, under traffic: this checkout's engine, same configuration
+        traffic = Traffic(lab, frames, before, back, back_before)
+        traffic.start()
+        while traffic.rounds < 2 and traffic.is_alive():
+            traffic.stop.wait(0.05)
         cfg = model.validate(params(lab, work, L.FILES))
         result = engine.run(cfg)
+        new_prog = netlink.xdp_query(lab.ifindex["xlbdp0"])["prog_id"]
+        done = traffic.rounds
+        while traffic.rounds < done + 2 and traffic.is_alive():
+            traffic.stop.wait(0.05)
+        traffic.stop.set()
+        traffic.join()
+        assert not traffic.errors, traffic.errors
+        assert new_prog != old_prog and {old_prog, new_prog} <= traffic.programs
+        assert traffic.broken == [], "%d packets translated otherwise than before the upgrade, " \
+            "e.g. %s" % (len(traffic.broken), traffic.broken[:5])
         assert any("carried %d flows and %d NAT" % (len(frames), len(frames)) in w
                    for w in result["warnings"]), result["warnings"]
         hz = cfg.defines().get("XDP_LB_HZ")
         now = maps.dataplane_now(hz)
 
-        ct_new = table(pin_dir, "lb_ct", layout.LbCtEntry)
-        nat_new = table(pin_dir, "lb_nat_rev", layout.LbNatEntry)
+        ct_new = table(pin_dir, "lb_ct")
+        nat_new = table(pin_dir, "lb_nat_rev")
+        for name in layout.LEGACY_MAPS:                     # the old layout's pins are gone
+            assert not os.path.exists(os.path.join(pin_dir, name))
+        with maps.MapSet(pin_dir) as ms:
+            assert ms.info("lb_ct4")["key_size"] == 16 and len(ms.get("lb_ct4").keys()) == 32
+            # the VIP filter holds the VIPs' bits, and nothing else
+            words = ms.get("lb_vip_filter").lookup_batch(0, ms.info("lb_vip_filter")["max_entries"])
+            assert dict((i, w) for i, w in enumerate(words) if w) == \
+                maps.vip_filter_words([L.VIP4, L.VIP6])
         ids_new = owners(pin_dir)
         assert set(ct_new) == set(ct_old) and set(nat_new) == set(nat_old)
         for key, old in ct_old.items():
@@ -213,6 +284,67 @@ def test_upgrade_from_abi2_keeps_established_flows(old_tree, uplab):
         with open(cfg.state_file) as f:
             rec = json.load(f)["build"]
         assert rec["abi"] == layout.ABI_VERSION
-        assert rec["map_shapes"]["lb_ct"] == [9, 40, 16, cfg.conntrack_size]
+        assert rec["map_shapes"]["lb_ct4"] == [9, 16, 16, cfg.conntrack_size]
+        assert rec["map_shapes"]["lb_ct6"] == [9, 40, 16, cfg.conntrack_size]
+    finally:
+        if traffic is not None:
+            traffic.stop.set()
+            traffic.join()
+        engine.run(model.validate(params(lab, work, L.FILES, state="absent")))
+
+
+def _snapshot(lab, pin_dir, state_file):
+    """What a refused run must leave as it was: attachments, pins and map ids, the state file."""
+    with maps.MapSet(pin_dir) as ms:
+        ids = ms.ids()
+    with open(state_file) as f:
+        record = f.read()
+    return (sorted(os.listdir(pin_dir)), ids, record,
+            [netlink.xdp_query(lab.ifindex[d])["prog_id"] for d in ("xlbdp0", "xlbdp1")])
+
+
+def _create_map(map_type, key_size, value_size, entries):
+    lib = bpf._libbpf()
+    lib.bpf_map_create.restype = ct.c_int
+    fd = lib.bpf_map_create(ct.c_int(map_type), b"foreign", ct.c_uint32(key_size),
+                            ct.c_uint32(value_size), ct.c_uint32(entries), None)
+    assert fd >= 0, "bpf_map_create failed"
+    return fd
+
+
+def test_foreign_map_refused_unless_recreate_asked(uplab):
+    """issue 13: a pinned map that is neither ours nor of an older layout of ours
+    (here lb_ct4 replaced by a HASH with 12-byte values) is refused, naming the
+    map and what differs, and nothing changes; with recreate_foreign_maps the
+    maps are recreated."""
+    lab, work = uplab
+    p = params(lab, work, L.FILES)
+    pin_dir = p["pin_dir"]
+    cfg = model.validate(p)
+    engine.run(cfg)
+    try:
+        path = os.path.join(pin_dir, "lb_ct4")
+        os.unlink(path)
+        fd = _create_map(1, 16, 12, 128)
+        try:
+            bpf.obj_pin(fd, path)
+        finally:
+            os.close(fd)
+        before = _snapshot(lab, pin_dir, cfg.state_file)
+        with pytest.raises(engine.EngineError) as err:
+            engine.run(model.validate(p))
+        msg = str(err.value)
+        assert "lb_ct4: type 1 (ours: 9), value size 12 (ours: 16)" in msg, msg
+        assert "recreate_foreign_maps" in msg and "Nothing was changed" in msg
+        assert _snapshot(lab, pin_dir, cfg.state_file) == before
+
+        result = engine.run(model.validate(dict(p, recreate_foreign_maps=True)))
+        assert any("recreated as asked" in w and "lb_ct4" in w for w in result["warnings"]), \
+            result["warnings"]
+        with maps.MapSet(pin_dir) as ms:
+            assert ms.foreign(cfg.defines()) == []
+            i = ms.info("lb_ct4")
+            assert (i["map_type"], i["key_size"], i["value_size"]) == (9, 16, 16)
+        assert run_pinned(lab, pin_dir, flows()[:4])[0][0] == L.XDP_REDIRECT
     finally:
         engine.run(model.validate(params(lab, work, L.FILES, state="absent")))

@@ -105,7 +105,10 @@ def kind(data):
 
 
 def role_of_var(name):
-    return "xdp_lb_backend" if name.startswith("xdp_lb_backend_") else "xdp_lb"
+    for role in ("xdp_lb_backend", "xdp_lb_pull"):
+        if name.startswith(role + "_"):
+            return role
+    return "xdp_lb"
 
 
 def spec(role):
@@ -207,7 +210,7 @@ def check_values(role, values, where, inventory=None):
             in_lab(s.vip, where)
             for b in s.backends:
                 in_lab(b.address, where)
-    else:
+    elif role == "xdp_lb_backend":
         for i, vip in enumerate(values.get("xdp_lb_backend_vips") or []):
             try:
                 in_lab(vip, where)

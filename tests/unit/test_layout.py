@@ -17,6 +17,7 @@ STRUCTS = {
     "lb_service": layout.LbService,
     "lb_backend": layout.LbBackend,
     "lb_flow": layout.LbFlow,
+    "lb_flow4": layout.LbFlow4,
     "lb_ct_entry": layout.LbCtEntry,
     "lb_nat_entry": layout.LbNatEntry,
     "lb_counter": layout.LbCounter,

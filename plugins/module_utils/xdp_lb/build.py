@@ -7,6 +7,13 @@
 The cache key is a SHA-256 over the source files, the defines and the
 compiler's version line: the same inputs on the same compiler never compile
 twice, and any change to them gives a new object next to the old one.
+
+Each object ``xdp_lb-<hash>.o`` has its SHA-256 in ``xdp_lb-<hash>.o.sha256``
+beside it, both written by root (trust.atomic_write); a cached object is
+used only when both are root's and the digest matches (``verify_object``),
+otherwise it is compiled again and replaced.  The engine records the
+digest in the state file too, and restore loads only an object that
+matches it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,6 +25,7 @@ import os
 import re
 import tempfile
 
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import trust
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.command import run, CommandError
 
 SOURCE = "xdp_loadbalancer.c"
@@ -44,15 +52,6 @@ def compiler_version(clang="clang"):
         raise BuildError("clang: %s does not identify as clang ('%s --version' says %r); set the clang option "
                          "to a clang binary" % (clang, clang, first[:80]))
     return first
-
-
-def is_object(path):
-    """Whether ``path`` is a non-empty ELF file (what clang -target bpf writes)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == b"\x7fELF"
-    except (IOError, OSError):
-        return False
 
 
 def read_sources(source_dir):
@@ -141,20 +140,51 @@ def object_path(build_dir, digest):
     return os.path.join(build_dir, "xdp_lb-%s.o" % digest[:16])
 
 
+def digest_path(obj):
+    return obj + ".sha256"
+
+
+def verify_object(obj, expect=None):
+    """(SHA-256 of ``obj``, None) when ``obj`` and its digest file are
+    regular files of root's, not writable by others, and the content
+    matches the digest file (and ``expect``, the digest the state file
+    recorded, when given); else (None, why not)."""
+    data = trust.read_trusted(obj)
+    if data is None:
+        if not os.path.lexists(obj):
+            return None, "%s is missing" % obj
+        return None, "%s is not a regular file of root's that only root can write" % obj
+    recorded = trust.read_trusted(digest_path(obj))
+    if recorded is None:
+        return None, "%s has no digest file of root's (%s)" % (obj, digest_path(obj))
+    sha = hashlib.sha256(data).hexdigest()
+    recorded = recorded.decode("ascii", "replace").strip()
+    if sha != recorded:
+        return None, "%s does not match its digest file (%s, recorded %s)" % (obj, sha[:16], recorded[:16])
+    if expect and sha != expect:
+        return None, "%s does not match the digest in the state file (%s, recorded %s)" % (
+            obj, sha[:16], expect[:16])
+    return sha, None
+
+
 def compile_object(source_dir, build_dir, defines=None, clang="clang", compiler=None):
     """Compile ``source_dir``'s data plane into ``build_dir``.
 
-    Returns ``(object path, digest, cached)``.
+    Returns ``(object path, digest, cached)``.  A cached object that does
+    not verify (``verify_object``: planted, altered, no digest file) is
+    compiled again and replaced.
     """
     defines = dict(defines or {})
     sources = read_sources(source_dir)
     compiler = compiler or compiler_version(clang)
     digest = build_hash(sources, defines, compiler)
     obj = object_path(build_dir, digest)
-    if os.path.exists(obj) and is_object(obj):
+    if verify_object(obj)[0]:
         return obj, digest, True
-    if not os.path.isdir(build_dir):
-        os.makedirs(build_dir, 0o755)
+    try:
+        trust.make_dir(build_dir, "build_dir")
+    except trust.TrustError as exc:
+        raise BuildError(str(exc))
     fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".o", dir=build_dir)
     os.close(fd)
     argv = [clang, "-O2", "-g", "-Wall", "-Werror", "-target", "bpf",
@@ -162,9 +192,14 @@ def compile_object(source_dir, build_dir, defines=None, clang="clang", compiler=
         define_args(defines) + ["-c", os.path.join(source_dir, SOURCE), "-o", tmp]
     try:
         run(argv)
-        if not is_object(tmp):
-            raise BuildError("clang: %s exited 0 but wrote no BPF object (%s is %s); set the clang option to a "
-                             "clang binary" % (clang, tmp, "empty" if os.path.getsize(tmp) == 0 else "not ELF"))
+        with open(tmp, "rb") as f:
+            data = f.read()
+        if not data.startswith(b"\x7fELF"):
+            raise BuildError("clang: %s exited 0 but wrote no BPF object (%s is %s, %d bytes): set the clang option "
+                             "to a clang binary" % (clang, tmp, "not ELF" if data else "empty", len(data)))
+        # digest first: an object without its digest file is never used
+        trust.atomic_write(digest_path(obj), (hashlib.sha256(data).hexdigest() + "\n").encode(), 0o644)
+        os.chmod(tmp, 0o644)
         os.rename(tmp, obj)
     except CommandError as exc:
         raise BuildError("compiling %s failed:\n%s" % (SOURCE, (exc.stderr or exc.stdout).strip()))

@@ -34,9 +34,10 @@ __metaclass__ = type
 
 import hashlib
 import os
+import shutil
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    bpf, build, health, layout, maps, model, natguard, netlink, overrides, preflight, state)
+    bpf, build, health, layout, maps, model, natguard, netlink, overrides, preflight, state, trust)
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.maps import Tables
 
 BPFFS = "/sys/fs/bpf"
@@ -80,6 +81,20 @@ def check_bpffs(pin_dir):
                       "where bpffs is mounted (if it is not: %s)" % (pin_dir, point, fstype, BPFFS, how))
 
 
+def check_trust(cfg, pin_dirs=()):
+    """trust.py: the directories root writes to, compiles from and loads
+    from are root's and only root can write them (docs/design.md, "Trust
+    model").  Raises EngineError naming the option, path, mode and owner."""
+    try:
+        dirs = [("state_dir", cfg.state_dir), ("pin_dir", cfg.pin_dir)] + [("pin_dir", d) for d in pin_dirs]
+        if cfg.state == "present":
+            dirs += [("build_dir", cfg.build_dir)] + ([("source", cfg.source)] if cfg.source else [])
+        for field, path in dirs:
+            trust.trusted_dir(path, field)
+    except trust.TrustError as exc:
+        raise EngineError(str(exc))
+
+
 def _short(digest):
     return digest[:16] if digest else None
 
@@ -89,9 +104,28 @@ def _short(digest):
 class Build:
     """Which data plane to run: digest, object path and where its source is."""
 
-    def __init__(self, digest, obj, source_dir, sources=None, compiler=None):
+    def __init__(self, digest, obj, source_dir, sources=None, compiler=None, sha256=None, clang=None,
+                 recorded=False):
         self.digest, self.obj, self.source_dir = digest, obj, source_dir
         self.sources, self.compiler = sources, compiler
+        self.sha256 = sha256        # of the object (build.verify_object), recorded in the state file
+        self.clang = clang          # the compiler's absolute path, recorded for restore
+        self.recorded = recorded    # restore: taken from the state file
+
+
+def resolve_compiler(clang):
+    """The absolute path of the ``clang`` option (PATH lookup), checked
+    with trust.trusted_file; None when it is not found (compiler_version
+    then says so)."""
+    path = shutil.which(clang)
+    if path is None:
+        return None
+    path = os.path.abspath(path)
+    try:
+        trust.trusted_file(path, "clang")
+    except trust.TrustError as exc:
+        raise EngineError(str(exc))
+    return path
 
 
 def sources_from_option(value):
@@ -118,31 +152,82 @@ def desired_build(cfg, sources=None):
             raise EngineError("no data-plane source: run the module through its action plugin "
                               "(netfleet.xdp_lb.xdp_lb) or set source to a directory holding %s and %s"
                               % (build.SOURCE, build.HEADER))
-        compiler = build.compiler_version(cfg.clang)
+        clang = resolve_compiler(cfg.clang)
+        compiler = build.compiler_version(clang or cfg.clang)
     except build.BuildError as exc:
         raise EngineError(str(exc))
     digest = build.build_hash(data, cfg.defines(), compiler)
-    return Build(digest, build.object_path(cfg.build_dir, digest), source_dir, data, compiler)
+    obj = build.object_path(cfg.build_dir, digest)
+    return Build(digest, obj, source_dir, data, compiler, sha256=build.verify_object(obj)[0], clang=clang)
+
+
+def recorded_build(cfg, rec):
+    """restore: the Build the state file records, its paths checked to be
+    those the engine itself derives (the object in build_dir, named by the
+    build hash; the sources in ``source`` or build_dir/src/)."""
+    digest = rec.get("hash")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise EngineError("the state file records no build hash; run the playbook again")
+    obj = build.object_path(cfg.build_dir, digest)
+    if rec.get("object") != obj:
+        raise EngineError("the state file names the object %r, not %s (build %s in build_dir): refusing a "
+                          "path taken from a file; run the playbook again" % (rec.get("object"), obj, _short(digest)))
+    src = rec.get("source_dir")
+    if src != cfg.source and (not isinstance(src, str) or
+                              os.path.dirname(src) != os.path.join(cfg.build_dir, "src")):
+        raise EngineError("the state file names the source dir %r, neither the source option nor below %s/src: "
+                          "refusing it; run the playbook again" % (src, cfg.build_dir))
+    return Build(digest, obj, src, sha256=rec.get("object_sha256"), clang=rec.get("clang"), recorded=True)
+
+
+def rebuild_recorded(cfg, b, why):
+    """restore: compile build ``b`` again with the recorded compiler, only
+    when that compiler is root's and the recorded sources and compiler
+    give the recorded build hash."""
+    fail = "%s, and it cannot be rebuilt: %%s; run the playbook again" % why
+    if not b.clang or not os.path.isabs(b.clang):
+        raise EngineError(fail % "the state file records no compiler path")
+    try:
+        trust.trusted_file(b.clang, "clang")
+        trust.trusted_dir(b.source_dir, "source_dir")
+        srcs = build.read_sources(b.source_dir)
+        version = build.compiler_version(b.clang)
+    except (trust.TrustError, build.BuildError) as exc:
+        raise EngineError(fail % exc)
+    if build.build_hash(srcs, cfg.defines(), version) != b.digest:
+        raise EngineError(fail % ("the sources in %s with %s (%s) are not build %s"
+                                  % (b.source_dir, b.clang, version, _short(b.digest))))
+    for path in (b.obj, build.digest_path(b.obj)):
+        if os.path.lexists(path):
+            os.unlink(path)
+    return build.compile_object(b.source_dir, cfg.build_dir, cfg.defines(), clang=b.clang, compiler=version)
 
 
 def compile_build(cfg, b):
     """Write shipped sources (if any) and compile; returns the object path."""
     try:
         if not cfg.source and b.sources is not None:
-            os.makedirs(b.source_dir, 0o755) if not os.path.isdir(b.source_dir) else None
+            # build_dir/src/<tag>: created and checked (trust.py); files replaced, never written through
+            trust.make_dir(b.source_dir, "build_dir")
             for name, data in b.sources.items():
                 path = os.path.join(b.source_dir, name)
-                if not os.path.exists(path) or open(path, "rb").read() != data:
-                    with open(path + ".tmp", "wb") as f:
-                        f.write(data)
-                    os.rename(path + ".tmp", path)
-        if b.obj and os.path.exists(b.obj):
+                if trust.read_trusted(path) != data:
+                    trust.atomic_write(path, data, 0o644)
+        sha, why = build.verify_object(b.obj, b.sha256) if b.obj else (None, None)
+        if sha:
+            b.sha256 = sha
             return b.obj
-        obj, digest, _cached = build.compile_object(b.source_dir, cfg.build_dir, cfg.defines(),
-                                                    clang=cfg.clang, compiler=b.compiler)
-    except build.BuildError as exc:
+        if b.recorded:
+            obj, digest, _cached = rebuild_recorded(cfg, b, why)
+        else:
+            obj, digest, _cached = build.compile_object(b.source_dir, cfg.build_dir, cfg.defines(),
+                                                        clang=b.clang or cfg.clang, compiler=b.compiler)
+        sha, why = build.verify_object(obj)
+        if not sha:
+            raise EngineError("the compiled object does not verify: %s" % why)
+    except (build.BuildError, trust.TrustError) as exc:
         raise EngineError(str(exc))
-    b.digest, b.obj = digest, obj
+    b.digest, b.obj, b.sha256 = digest, obj, sha
     return obj
 
 
@@ -198,7 +283,7 @@ def remove_pins(pin_dir):
         return False
     for name in os.listdir(pin_dir):
         path = os.path.join(pin_dir, name)
-        if os.path.isdir(path):
+        if os.path.isdir(path) and not os.path.islink(path):
             remove_pins(path)
         else:
             os.unlink(path)
@@ -306,8 +391,11 @@ class Engine:
     # -- entry --
     def run(self):
         cfg = self.cfg
+        check_trust(cfg)
         if cfg.state == "absent":
             prev = state.load(cfg.state_file)
+            old_pin = ((prev or {}).get("config") or {}).get("pin_dir")
+            check_trust(cfg, [old_pin] if isinstance(old_pin, str) and old_pin != cfg.pin_dir else [])
             ns = cfg.netns or (prev or {}).get("netns")
             with netlink.in_netns(ns):
                 return self._absent(prev)
@@ -408,6 +496,30 @@ class Engine:
                     out.append(item)
         return out
 
+    def _keep_running_instance(self, prev, pinned, attached, dropped):
+        """Refuse to start a program with empty maps beside a running one of
+        this instance: when pin_dir changed, or when its pins are not there
+        (bpffs not mounted, or mounted anew, while the program runs)."""
+        cfg = self.cfg
+        prev_id = (prev.get("program") or {}).get("id")
+        running = sorted([n for n, a in attached.items() if prev_id and a["prog_id"] == prev_id] +
+                         [n for n, _i, a in dropped if prev_id and a["prog_id"] == prev_id])
+        old_pin = (prev.get("config") or {}).get("pin_dir")
+        if old_pin and old_pin != cfg.pin_dir and (running or os.path.lexists(old_pin)):
+            raise EngineError(
+                "pin_dir: %s differs from %s, where instance %s runs (%s): a new pin_dir would start a "
+                "new program with empty maps (conntrack lost) and leave the old pins behind. Keep pin_dir "
+                "%s, or remove the instance first (state: absent) and deploy it again with the new pin_dir"
+                % (cfg.pin_dir, old_pin, cfg.name,
+                   "attached to %s" % ", ".join(running) if running else "its pins are there", old_pin))
+        if running and (pinned is None or pinned["id"] != prev_id):
+            raise EngineError(
+                "%s run(s) program %d of instance %s, but %s does not hold its pins (bpffs not mounted at "
+                "%s, or mounted anew, while the program runs): loading now would replace it with a program "
+                "with empty maps (conntrack lost). Mount the bpffs that holds the pins again, or remove the "
+                "instance (state: absent) to start afresh"
+                % (", ".join(running), prev_id, cfg.name, cfg.pin_dir, BPFFS))
+
     def _present_locked(self, ipr, ifindex, b, prev, pinned, mapset):
         cfg = self.cfg
         sizes = cfg.defines()
@@ -425,15 +537,28 @@ class Engine:
                                   "pick another interface" % (i, name, a["prog_id"], a["mode"], cfg.name, name))
         gone = [n for n in sorted((prev.get("interfaces") or {})) if n not in cfg.interfaces]
         dropped = [(name, idx, a) for name, idx, a in programs_on(gone) if a["prog_id"] in ours]
+        self._keep_running_instance(prev, pinned, attached, dropped)
 
-        # maps: reuse, or recreate if the build changes their shape
+        # maps: reuse, or recreate if the build changes their shape; a map
+        # that no layout of ours had is not recreated unless asked
+        foreign = mapset.foreign(sizes) if mapset.any_exists() else []
+        if foreign and not cfg.recreate_foreign_maps:
+            raise EngineError("pin_dir %s holds maps that are not this data plane's, nor of an older layout "
+                              "of it: %s. Nothing was changed. Remove them, pick another pin_dir, or set "
+                              "recreate_foreign_maps: true to replace every map of the instance (connection "
+                              "tracking and counters start empty)"
+                              % (cfg.pin_dir, "; ".join("%s: %s" % f for f in foreign)))
         resize = mapset.shape_mismatch(sizes) if mapset.any_exists() else []
         # recreated maps get the connection tables' entries before the swap
-        self.carry = bool(resize) and maps.migratable(mapset)
+        self.carry = bool(resize) and not foreign and maps.migratable(mapset)
         if resize and self.carry:
             self.warnings.append("map shapes change (%s): the maps are recreated; established flows "
-                                 "(lb_ct, lb_nat_rev) are carried over, counters start at zero"
+                                 "(connection tables) are carried over, counters start at zero"
                                  % ", ".join(resize))
+        elif foreign:
+            self.warnings.append("maps not of this data plane (%s) are recreated as asked "
+                                 "(recreate_foreign_maps): conntrack and counters start empty"
+                                 % "; ".join("%s: %s" % f for f in foreign))
         elif resize:
             self.warnings.append("map sizes change (%s): the maps are recreated, conntrack and counters "
                                  "start empty" % ", ".join(resize))
@@ -515,6 +640,8 @@ class Engine:
                 neigh_drop.append((address, idx, ifname))
 
         # the record
+        prev_build = prev.get("build") or {}
+
         def record(program):
             return {
                 "version": state.STATE_VERSION,
@@ -522,6 +649,9 @@ class Engine:
                 "netns": cfg.netns,
                 "config": cfg.to_dict(),
                 "build": {"hash": b.digest, "object": b.obj, "source_dir": b.source_dir,
+                          "object_sha256": b.sha256 or (prev_build.get("object_sha256")
+                                                        if prev_build.get("hash") == b.digest else None),
+                          "clang": b.clang or prev_build.get("clang"),
                           "defines": sizes, "abi": layout.ABI_VERSION,
                           "map_shapes": dict((k, list(v)) for k, v in
                                              sorted(maps.expected_map_shapes(sizes).items()))},
@@ -657,6 +787,7 @@ class Engine:
             if not os.path.isdir(d):
                 os.mkdir(d, 0o700)
                 created_dirs.append(d)
+        check_trust(cfg)    # what is there now, whoever made it meanwhile
         staging = os.path.join(cfg.pin_dir, STAGING) if resize else None
         loaded = None
         target = mapset
@@ -730,6 +861,10 @@ class Engine:
                 for name in os.listdir(staging):
                     os.rename(os.path.join(staging, name), os.path.join(cfg.pin_dir, name))
                 os.rmdir(staging)
+                # an older layout's maps that this one replaced (their entries were carried over)
+                for name in layout.LEGACY_MAPS:
+                    if os.path.exists(os.path.join(cfg.pin_dir, name)):
+                        os.unlink(os.path.join(cfg.pin_dir, name))
         except Exception as exc:
             problems = self._rollback(swapped, pinned, new, target, done, old_pin_replaced)
             if loaded:
@@ -819,7 +954,8 @@ class Engine:
         netlink.need_pyroute2()
         prev = prev or {}
         changes = []
-        with state.Lock(cfg.state_dir, cfg.name, create=not self.check and os.path.isdir(cfg.state_dir)):
+        # the lock file goes with the instance (removed when this run succeeds)
+        with state.Lock(cfg.state_dir, cfg.name, create=not self.check and os.path.isdir(cfg.state_dir)) as lock:
             # the pins are where the instance was installed, whatever this call's default is
             pin_dir = (prev.get("config") or {}).get("pin_dir") or cfg.pin_dir
             pinned = pinned_program(pin_dir)
@@ -861,6 +997,7 @@ class Engine:
                                        "program": {"id": pinned["id"] if pinned else None}},
                             "after": {"state": "absent"}}
                     if self.check or not changes:
+                        lock.remove = lock.create
                         return result
                     for name, idx, a in detach:
                         detach_attached(name, idx, a)
@@ -876,6 +1013,7 @@ class Engine:
             remove_pins(pin_dir)
             state.remove(cfg.state_file)
             health.remove_status(cfg.state_dir, cfg.name)
+            lock.remove = lock.create
             return result
 
 
@@ -887,7 +1025,7 @@ def run(cfg, check_mode=False, sources=None, diff=True, clear_overrides=False):
     try:
         return Engine(cfg, check_mode=check_mode, sources=sources, want_diff=diff,
                       clear_overrides=clear_overrides).run()
-    except (netlink.NetError, state.StateError, maps.MapError, build.BuildError) as exc:
+    except (netlink.NetError, state.StateError, maps.MapError, build.BuildError, trust.TrustError) as exc:
         raise EngineError(str(exc))
     except bpf.BPFError as exc:
         raise EngineError(str(exc) + ("\n" + "\n".join(exc.log) if exc.log else ""))
@@ -898,9 +1036,11 @@ def run(cfg, check_mode=False, sources=None, diff=True, clear_overrides=False):
 def restore(state_dir=model.DEFAULT_STATE_DIR, name=None, check_mode=False):
     """Re-apply instance ``name`` (or every instance) from its state file.
 
-    Uses the recorded object (no compiler needed) or recompiles from the
-    recorded source dir if the object is gone.  Returns {name: result or
-    error message}.
+    Uses the recorded object (no compiler needed) when it matches the
+    digest recorded with it; when it is gone or does not match, recompiles
+    it from the recorded source dir with the recorded compiler, if that is
+    root's and gives the recorded build hash (rebuild_recorded), else
+    fails naming why.  Returns {name: result or error message}.
     """
     if name is not None:
         model.check_name(name)
@@ -918,26 +1058,14 @@ def restore(state_dir=model.DEFAULT_STATE_DIR, name=None, check_mode=False):
                 cfg = model.Config.from_dict(data["config"])
             except model.ConfigError as exc:
                 raise EngineError("state file %s: config.%s" % (path, exc))
-            rec = data.get("build") or {}
-            obj = rec.get("object")
-            if obj and os.path.exists(obj):
-                b = Build(rec.get("hash"), obj, rec.get("source_dir"))
-            elif rec.get("source_dir") and os.path.isdir(rec["source_dir"]):
-                srcs = build.read_sources(rec["source_dir"])
-                try:
-                    compiler = build.compiler_version(cfg.clang)
-                except build.BuildError as exc:
-                    raise EngineError("%s (the compiled object %s is gone)" % (exc, obj))
-                digest = build.build_hash(srcs, cfg.defines(), compiler)
-                b = Build(digest, build.object_path(cfg.build_dir, digest), rec["source_dir"],
-                          None, compiler)
-            else:
-                raise EngineError("neither the object %s nor the source dir %s exists; run the playbook again"
-                                  % (obj, rec.get("source_dir")))
+            # the recorded object, verified against its recorded digest
+            # before it is loaded; missing or altered: rebuilt only with the
+            # recorded compiler (compile_build, rebuild_recorded)
+            b = recorded_build(cfg, data.get("build") or {})
             eng = Engine(cfg, check_mode=check_mode, build_override=b, want_diff=False)
             out[n] = eng.run()
         except (EngineError, model.ConfigError, state.StateError, netlink.NetError, maps.MapError,
-                build.BuildError, bpf.BPFError) as exc:
+                build.BuildError, bpf.BPFError, trust.TrustError) as exc:
             out[n] = {"failed": True, "msg": str(exc)}
     return out
 

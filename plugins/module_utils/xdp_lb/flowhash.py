@@ -5,8 +5,8 @@
 
 The one copy the engine (``xdp-lb explain``) and the data-plane tests use:
 which ring slot a new flow takes (hash_flow with SEED_FLOW, or hash_ip_pair
-for ip_hash), which NAT source port it tries first (SEED_PORT) and which
-redirect port it leaves by.  tests/dataplane/test_flowhash.py proves it
+for ip_hash), which NAT source port it tries first (SEED_PORT), which redirect port it
+leaves by, and which bit of lb_vip_filter stands for a VIP (vip_filter_bit).  tests/dataplane/test_flowhash.py proves it
 equal to the C code on thousands of random flows through BPF_PROG_TEST_RUN.
 Addresses are words as the program loads them: the 16 bytes of
 struct lb_flow's src/dst (IPv4 in the first 4) read as little-endian u32.
@@ -20,6 +20,7 @@ import struct
 
 M32 = 0xFFFFFFFF
 SEED_FLOW, SEED_ADDR, SEED_PORT = 0x2C1B3C6D, 0x297A2D39, 0x51ED270B
+SEED_VIP = 0x3C6EF372
 
 
 def _rol(w, s):
@@ -69,3 +70,13 @@ def hash_flow(src, dst, sport, dport, proto, seed=SEED_FLOW):
     h = _hash_addrs(src, dst, seed)
     h = _word(h, struct.unpack("<I", struct.pack("!HH", sport, dport))[0])
     return _final(_word(h, proto))
+
+
+def vip_filter_bit(address, bits):
+    """The lb_vip_filter bit of destination ``address`` (``bits``: XDP_LB_VIP_FILTER_BITS)."""
+    w = _words(_addr16(address))
+    h = w[0]
+    if ":" in address:
+        for x in w[1:]:
+            h = _word(h, x)
+    return _final(h ^ SEED_VIP) & (bits - 1)

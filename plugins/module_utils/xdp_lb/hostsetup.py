@@ -421,8 +421,17 @@ def _ensure_directory(path, mode):
         if parent and not os.path.isdir(parent):
             _ensure_directory(parent, 0o755)
         os.mkdir(path, mode)
-    os.chown(path, 0, 0)
-    os.chmod(path, mode)
+    # owner and mode of the directory itself, never of what a link points at
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise HostSetupError("%s: %s (a symbolic link? root does not chown or chmod through one)"
+                             % (path, exc.strerror))
+    try:
+        os.fchown(fd, 0, 0)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def _make_parent(path):

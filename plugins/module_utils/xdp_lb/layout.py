@@ -16,7 +16,7 @@ import ipaddress
 import socket
 import struct
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 # Defaults of the compile-time sizes (override with build defines).
 DEFAULT_SIZES = {
@@ -29,6 +29,7 @@ DEFAULT_SIZES = {
     "XDP_LB_NH_TTL_MS": 100,
     "XDP_LB_SVC_TTL_MS": 100,
     "XDP_LB_NH_REPLY_SLOTS": 1024,
+    "XDP_LB_VIP_FILTER_BITS": 65536,
 }
 
 MODE_NONE, MODE_REDIRECT, MODE_NAT, MODE_DSR = 0, 1, 2, 3
@@ -103,6 +104,32 @@ class LbFlow(ct.Structure):
     ]
 
 
+class LbFlow4(ct.Structure):
+    """struct lb_flow4: the key of lb_ct4 and lb_nat4 (ABI 4)."""
+    _fields_ = [
+        ("src", ct.c_uint32),
+        ("dst", ct.c_uint32),
+        ("sport", ct.c_uint16),
+        ("dport", ct.c_uint16),
+        ("proto", ct.c_uint8),
+        ("pad", ct.c_uint8 * 3),
+    ]
+
+
+def flow4_of(flow):
+    """LbFlow (IPv4) -> LbFlow4."""
+    return LbFlow4(src=flow.src[0], dst=flow.dst[0], sport=flow.sport, dport=flow.dport,
+                   proto=flow.proto)
+
+
+def flow_of4(key):
+    """LbFlow4 -> LbFlow (family AF_INET, address in word 0)."""
+    f = LbFlow(sport=key.sport, dport=key.dport, proto=key.proto, family=socket.AF_INET)
+    f.src[0] = key.src
+    f.dst[0] = key.dst
+    return f
+
+
 class LbCtEntry(ct.Structure):
     _fields_ = [
         ("backend_id", ct.c_uint32),
@@ -174,8 +201,11 @@ MAPS = {
     "lb_services": (LbServiceKey, LbService, False),
     "lb_ring": (U32, U32, False),
     "lb_backends": (U32, LbBackend, False),
-    "lb_ct": (LbFlow, LbCtEntry, False),
-    "lb_nat_rev": (LbFlow, LbNatEntry, False),
+    "lb_ct4": (LbFlow4, LbCtEntry, False),
+    "lb_ct6": (LbFlow, LbCtEntry, False),
+    "lb_nat4": (LbFlow4, LbNatEntry, False),
+    "lb_nat6": (LbFlow, LbNatEntry, False),
+    "lb_vip_filter": (U32, ct.c_uint64, False),
     "lb_stats": (U32, LbCounter, True),
     "lb_be_stats": (U32, LbCounter, True),
     "lb_port_stats": (U32, LbCounter, True),
@@ -183,6 +213,26 @@ MAPS = {
     "lb_rr": (U32, U32, True),
     "lb_nexthop": (U32, LbNexthop, True),
     "lb_svc_cache": (U32, LbSvcCache, True),
+}
+
+# The connection tables as one table each, keyed by LbFlow of either family
+# (maps.FlowTable): the IPv4 map first.
+FLOW_TABLES = {"lb_ct": ("lb_ct4", "lb_ct6"), "lb_nat_rev": ("lb_nat4", "lb_nat6")}
+
+# Pin names of maps of older layouts of ours that this one no longer has:
+# up to ABI 3, one connection table per direction for both families, keyed
+# by LbFlow (the engine migrates their entries, then removes the pins).
+LEGACY_MAPS = {"lb_ct": (9, ct.sizeof(LbFlow)), "lb_nat_rev": (9, ct.sizeof(LbFlow))}
+
+# (map type, key size, value size) of our maps in older layouts, where they
+# differ from this one's: ABI 2 (lb_config without flow_idle_timeout,
+# lb_ct_entry without last_seen) and ABI 3; both had lb_ct and lb_nat_rev.
+# A pinned map of one of these shapes is an upgrade (migrated); one of
+# another shape is not ours, and is refused (maps.MapSet.foreign).
+OLDER_SHAPES = {
+    "lb_config": [(2, 4, 40)],
+    "lb_ct": [(9, 40, 8), (9, 40, 16)],
+    "lb_nat_rev": [(9, 40, 40)],
 }
 
 # Maps that only cache what the data plane can find again (zeroing them is

@@ -28,7 +28,7 @@ import socket
 import sys
 import time
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, layout, maglev
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, flowhash, layout, maglev
 
 PROTO_NAMES = dict((v, k) for k, v in layout.PROTOCOLS.items())
 SCHED_NAMES = dict((v, k) for k, v in layout.SCHEDULERS.items())
@@ -37,12 +37,13 @@ MODE_NAMES = {layout.MODE_NONE: "none", layout.MODE_REDIRECT: "redirect", layout
 ALGO_NAMES = dict((v, k) for k, v in layout.REDIRECT_ALGOS.items())
 
 # Maps whose size depends on build defines, and how.
-BPF_MAP_TYPES = {"lb_config": 2, "lb_services": 1, "lb_ring": 2, "lb_backends": 2, "lb_ct": 9,
-                 "lb_nat_rev": 9, "lb_stats": 6, "lb_be_stats": 6, "lb_port_stats": 6,
-                 "lb_tx_ports": 14, "lb_rr": 6, "lb_nexthop": 6, "lb_svc_cache": 6}
+BPF_MAP_TYPES = {"lb_config": 2, "lb_services": 1, "lb_ring": 2, "lb_backends": 2, "lb_ct4": 9,
+                 "lb_ct6": 9, "lb_nat4": 9, "lb_nat6": 9, "lb_vip_filter": 2, "lb_stats": 6,
+                 "lb_be_stats": 6, "lb_port_stats": 6, "lb_tx_ports": 14, "lb_rr": 6, "lb_nexthop": 6,
+                 "lb_svc_cache": 6}
 
 
-ARRAYS = ("lb_config", "lb_ring", "lb_backends")
+ARRAYS = ("lb_config", "lb_ring", "lb_backends", "lb_vip_filter")
 
 
 class MapError(Exception):
@@ -163,8 +164,9 @@ def expected_map_shapes(sizes):
     entries = {
         "lb_config": 1, "lb_services": s["XDP_LB_MAX_SERVICES"],
         "lb_ring": 2 * s["XDP_LB_MAX_SERVICES"] * s["XDP_LB_RING_SIZE"],
-        "lb_backends": s["XDP_LB_MAX_BACKENDS"], "lb_ct": s["XDP_LB_CT_SIZE"],
-        "lb_nat_rev": s["XDP_LB_CT_SIZE"], "lb_stats": layout.STATS.__len__(),
+        "lb_backends": s["XDP_LB_MAX_BACKENDS"], "lb_ct4": s["XDP_LB_CT_SIZE"],
+        "lb_ct6": s["XDP_LB_CT_SIZE"], "lb_nat4": s["XDP_LB_CT_SIZE"], "lb_nat6": s["XDP_LB_CT_SIZE"],
+        "lb_vip_filter": s["XDP_LB_VIP_FILTER_BITS"] // 64, "lb_stats": layout.STATS.__len__(),
         "lb_be_stats": s["XDP_LB_MAX_BACKENDS"], "lb_port_stats": s["XDP_LB_MAX_REDIRECT"],
         "lb_tx_ports": s["XDP_LB_MAX_REDIRECT"], "lb_rr": 1,
         "lb_nexthop": s["XDP_LB_MAX_BACKENDS"] + s["XDP_LB_NH_REPLY_SLOTS"],
@@ -177,6 +179,41 @@ def expected_map_shapes(sizes):
 
 
 # ---- pinned maps ------------------------------------------------------------------
+
+class FlowTable:
+    """A connection table of both families as one: lb_ct (lb_ct4 + lb_ct6) or
+    lb_nat_rev (lb_nat4 + lb_nat6), keyed by layout.LbFlow of either family
+    (an IPv4 key goes to the IPv4 map as layout.LbFlow4)."""
+
+    def __init__(self, v4, v6):
+        self.v4, self.v6 = v4, v6
+
+    def _pick(self, flow):
+        if flow.family == socket.AF_INET:
+            return self.v4, layout.flow4_of(flow)
+        return self.v6, flow
+
+    def lookup(self, flow):
+        m, key = self._pick(flow)
+        return m.lookup(key)
+
+    def update(self, flow, value, flags=bpf.BPF_ANY):
+        m, key = self._pick(flow)
+        m.update(key, value, flags)
+
+    def delete(self, flow):
+        m, key = self._pick(flow)
+        return m.delete(key)
+
+    def keys(self):
+        return [layout.flow_of4(k) for k in self.v4.keys()] + self.v6.keys()
+
+    def items(self):
+        return [(layout.flow_of4(k), v) for k, v in self.v4.items()] + self.v6.items()
+
+    def close(self):
+        pass        # the two maps belong to whoever opened them
+
 
 class MapSet:
     """The pinned maps of one instance, opened on demand."""
@@ -198,6 +235,14 @@ class MapSet:
         return any(os.path.exists(self.path(n)) for n in layout.MAPS)
 
     def get(self, name):
+        """The pinned map ``name``.  "lb_ct" and "lb_nat_rev" are the
+        connection tables of both families (FlowTable); in maps of a layout
+        before ABI 4 they are the single tables of that name (legacy)."""
+        if name in layout.FLOW_TABLES and name not in self._maps:
+            v4, v6 = layout.FLOW_TABLES[name]
+            if not os.path.exists(self.path(v4)) and os.path.exists(self.path(name)):
+                return self.legacy(name)
+            return FlowTable(self.get(v4), self.get(v6))
         m = self._maps.get(name)
         if m is None:
             ktype, vtype, percpu = layout.MAPS[name]
@@ -205,9 +250,23 @@ class MapSet:
             self._maps[name] = m
         return m
 
+    def legacy(self, name):
+        """A connection table of a layout before ABI 4 (layout.LEGACY_MAPS),
+        keyed by LbFlow, its values read by their size."""
+        m = self._maps.get(name)
+        if m is None:
+            fd = bpf.obj_get(self.path(name))
+            size = int(bpf.fd_info(fd).get("value_size", 0))
+            vtype = layout.CT_ENTRY_LAYOUTS.get(size, layout.LbCtEntry) if name == "lb_ct" \
+                else layout.LbNatEntry
+            m = bpf.Map(fd, layout.LbFlow, vtype)
+            self._maps[name] = m
+        return m
+
     def info(self, name):
         """fdinfo of the pinned map: map_id, map_type, key_size, value_size, max_entries."""
-        fields = bpf.fd_info(self.get(name).fd)
+        m = self.legacy(name) if name in layout.LEGACY_MAPS else self.get(name)
+        fields = bpf.fd_info(m.fd)
         return dict((k, int(fields[k])) for k in ("map_id", "map_type", "key_size", "value_size", "max_entries")
                     if k in fields)
 
@@ -222,7 +281,30 @@ class MapSet:
             have = (i.get("map_type"), i.get("key_size"), i.get("value_size"), i.get("max_entries"))
             if have != want[name]:
                 bad.append(name)
+        # maps of an older layout of ours that this one replaces
+        bad.extend(n for n in sorted(layout.LEGACY_MAPS) if os.path.exists(self.path(n)))
         return bad
+
+    def foreign(self, sizes):
+        """[(name, what differs)] of pinned maps that are neither of this
+        layout (any size) nor of an older layout of ours (layout.OLDER_SHAPES):
+        another type, key size or value size than any of ours had."""
+        want = expected_map_shapes(sizes)
+        out = []
+        for name in list(layout.MAPS) + sorted(layout.LEGACY_MAPS):
+            if not os.path.exists(self.path(name)):
+                continue
+            i = self.info(name)
+            have = (i.get("map_type"), i.get("key_size"), i.get("value_size"))
+            ours = [want[name][:3]] if name in want else []
+            ours += layout.OLDER_SHAPES.get(name, [])
+            if have in ours:
+                continue
+            ref = ours[0]
+            diff = ["%s %s (ours: %s)" % (label, h, r) for label, h, r in
+                    zip(("type", "key size", "value size"), have, ref) if h != r]
+            out.append((name, ", ".join(diff)))
+        return out
 
     def ids(self):
         return dict((n, self.info(n).get("map_id")) for n in layout.MAPS if os.path.exists(self.path(n)))
@@ -294,57 +376,73 @@ def flow_owners(ms):
     return out
 
 
+def _flow_sources(ms):
+    """{"lb_ct": [(map, key kind, value type)], "lb_nat_rev": [...]} of the
+    connection tables in pinned maps ``ms``, whatever layout of ours pinned
+    them (key kind 4: LbFlow4, 6: LbFlow), or None if one is missing or of
+    a shape no layout of ours had."""
+    out = {}
+    for name, (v4, v6) in sorted(layout.FLOW_TABLES.items()):
+        values = layout.CT_ENTRY_LAYOUTS if name == "lb_ct" else {ct.sizeof(layout.LbNatEntry): layout.LbNatEntry}
+        if ms.exists(v4) and ms.exists(v6):
+            parts = [(v4, 4, ct.sizeof(layout.LbFlow4)), (v6, 6, ct.sizeof(layout.LbFlow))]
+        elif ms.exists(name):
+            parts = [(name, 6, ct.sizeof(layout.LbFlow))]
+        else:
+            return None
+        out[name] = []
+        for pin, kind, key_size in parts:
+            info = ms.info(pin)
+            if info.get("key_size") != key_size or info.get("value_size") not in values:
+                return None
+            ktype = layout.LbFlow4 if kind == 4 else layout.LbFlow
+            m = bpf.Map(ms.legacy(pin).fd if pin in layout.LEGACY_MAPS else ms.get(pin).fd, ktype,
+                        values[info["value_size"]], owned=False)
+            out[name].append((m, kind))
+    return out
+
+
 def migratable(ms):
     """Can ``migrate_flows`` read the connection tables of pinned maps ``ms``?"""
-    if not (ms.exists("lb_ct") and ms.exists("lb_nat_rev")):
-        return False
-    ct_info, nat_info = ms.info("lb_ct"), ms.info("lb_nat_rev")
-    return (ct_info.get("key_size") == ct.sizeof(layout.LbFlow)
-            and ct_info.get("value_size") in layout.CT_ENTRY_LAYOUTS
-            and nat_info.get("key_size") == ct.sizeof(layout.LbFlow)
-            and nat_info.get("value_size") == ct.sizeof(layout.LbNatEntry)
-            and flow_owners(ms) is not None)
+    return _flow_sources(ms) is not None and flow_owners(ms) is not None
 
 
 def migrate_flows(old, new, backend_ids, now):
-    """Copy lb_ct and lb_nat_rev from pinned maps ``old`` into ``new``.
+    """Copy the connection tables from pinned maps ``old`` into ``new``.
 
-    ``backend_ids``: {backend key str: id} of the new tables; an entry
-    follows its backend (same service, address and port) to its id there,
-    and is left behind if that backend is gone.  lb_ct entries of any
-    known layout (layout.CT_ENTRY_LAYOUTS) are converted to the new one,
-    last seen ``now`` (on the data plane's clock).  Returns
-    {"flows", "nat_flows", "dropped"}: entries copied and left behind.
+    ``old`` may be of this layout (lb_ct4/6, lb_nat4/6) or of an older one
+    of ours (lb_ct, lb_nat_rev: both families in one table with LbFlow
+    keys, up to ABI 3); ``new`` is of this layout.  ``backend_ids``:
+    {backend key str: id} of the new tables; an entry follows its backend
+    (same service, address and port) to its id there, and is left behind
+    if that backend is gone.  lb_ct entries of any known layout
+    (layout.CT_ENTRY_LAYOUTS) are converted to the new one, last seen
+    ``now`` (on the data plane's clock).  Returns {"flows", "nat_flows",
+    "dropped"}: entries copied and left behind.
     """
     owners = flow_owners(old)
     remap = {}
     for bid, bkey in owners.items():
         if bkey in backend_ids:
             remap[bid] = backend_ids[bkey]
+    sources = _flow_sources(old)
     out = {"flows": 0, "nat_flows": 0, "dropped": 0}
-    src = old.info("lb_ct")["value_size"]
-    dst = new.info("lb_ct")["value_size"]
-    reader = bpf.Map(old.get("lb_ct").fd, layout.LbFlow, layout.CT_ENTRY_LAYOUTS[src], owned=False)
-    writer = bpf.Map(new.get("lb_ct").fd, layout.LbFlow, layout.CT_ENTRY_LAYOUTS[dst], owned=False)
-    for key, value in reader.items():
-        bid = remap.get(value.backend_id)
-        if bid is None:
-            out["dropped"] += 1
-            continue
-        entry = layout.CT_ENTRY_LAYOUTS[dst](backend_id=bid, nat_port=value.nat_port)
-        if hasattr(entry, "last_seen"):
-            entry.last_seen = now
-        writer.update(key, entry)
-        out["flows"] += 1
-    nat_new = new.get("lb_nat_rev")
-    for key, value in old.get("lb_nat_rev").items():
-        bid = remap.get(value.backend_id)
-        if bid is None:
-            out["dropped"] += 1
-            continue
-        value.backend_id = bid
-        nat_new.update(key, value)
-        out["nat_flows"] += 1
+    for name, counter in (("lb_ct", "flows"), ("lb_nat_rev", "nat_flows")):
+        writer = new.get(name)
+        for reader, kind in sources[name]:
+            for key, value in reader.items():
+                bid = remap.get(value.backend_id)
+                if bid is None:
+                    out["dropped"] += 1
+                    continue
+                if kind == 4:
+                    key = layout.flow_of4(key)
+                if name == "lb_ct":
+                    value = layout.LbCtEntry(backend_id=bid, nat_port=value.nat_port, last_seen=now)
+                else:
+                    value.backend_id = bid
+                writer.update(key, value)
+                out[counter] += 1
     return out
 
 
@@ -358,14 +456,17 @@ class Tables:
     backends  {id: LbBackend bytes}   (only entries with a family: written by us)
     rings     {service id: tuple of backend ids}  (the live slot of each service)
     tx_ports  {slot: ifindex}
+    vip_filter {word index: u64}   (lb_vip_filter, non-zero words only)
     """
 
-    def __init__(self, config=None, services=None, backends=None, rings=None, tx_ports=None):
+    def __init__(self, config=None, services=None, backends=None, rings=None, tx_ports=None,
+                 vip_filter=None):
         self.config = config
         self.services = services or {}
         self.backends = backends or {}
         self.rings = rings or {}
         self.tx_ports = tx_ports or {}
+        self.vip_filter = vip_filter or {}
 
     def service_entry(self, skey):
         """(id, ring_slot, sched) of a service, or None."""
@@ -419,7 +520,23 @@ def read_tables(maps, ring_size, max_backends, max_redirect=None):
         v = ports.lookup(layout.U32(slot))
         if v is not None:
             t.tx_ports[slot] = int(v.value)
+    if os.path.exists(maps.path("lb_vip_filter")):      # not in maps of ABI 3 and before
+        filt = maps.get("lb_vip_filter")
+        words = int(bpf.fd_info(filt.fd).get("max_entries", 0))
+        for index, value in enumerate(filt.lookup_batch(0, words)):
+            if value:
+                t.vip_filter[index] = int(value)
     return t
+
+
+def vip_filter_words(vips, bits=None):
+    """{word index: u64} of lb_vip_filter with the bits of addresses ``vips`` set."""
+    bits = bits or layout.DEFAULT_SIZES["XDP_LB_VIP_FILTER_BITS"]
+    out = {}
+    for vip in vips:
+        bit = flowhash.vip_filter_bit(vip, bits)
+        out[bit // 64] = out.get(bit // 64, 0) | (1 << (bit % 64))
+    return out
 
 
 # ---- ids --------------------------------------------------------------------------
@@ -587,6 +704,7 @@ def desired_tables(cfg, sids, bids, live, snat_v4=None, snat_v6=None, tx_ifindex
                                    cfg.flow_idle_timeout or 0))
     for slot, ifindex in enumerate(tx_ifindexes):
         t.tx_ports[slot] = ifindex
+    t.vip_filter = vip_filter_words([svc.vip for svc in cfg.services])
     for svc in cfg.services:
         sid = sids[svc.key]
         ring = (rings or {}).get(svc.key) or service_ring(svc, bids, cfg.ring_size)
@@ -620,8 +738,8 @@ class Op:
                                       (" " + self.note) if self.note else "")
 
 
-STEPS = ("backends", "rings", "services", "removed_services", "removed_backends", "tx_ports",
-         "config", "removed_tx_ports")
+STEPS = ("backends", "rings", "vip_filter", "services", "removed_services", "removed_vip_filter",
+         "removed_backends", "tx_ports", "config", "removed_tx_ports")
 
 
 def plan(live, want, ring_size):
@@ -644,6 +762,15 @@ def plan(live, want, ring_size):
             continue
         ops.append(Op("rings", "lb_ring", "ring", (svc.id, svc.ring_slot), want.rings[svc.id],
                       note="%s slot %d" % (skey, svc.ring_slot)))
+    # 3a. VIP filter: the bits of new VIPs, before their services exist
+    # (a clear bit passes the packet before any lookup)
+    both = dict(live.vip_filter)
+    for word, bits in want.vip_filter.items():
+        both[word] = both.get(word, 0) | bits
+    for word in sorted(both):
+        if both[word] != live.vip_filter.get(word):
+            ops.append(Op("vip_filter", "lb_vip_filter", "update", word, both[word],
+                          live.vip_filter.get(word)))
     # 3. services: new, flipped or changed, one update each
     for skey in sorted(want.services):
         key, raw = want.services[skey]
@@ -656,6 +783,11 @@ def plan(live, want, ring_size):
         if skey not in want.services:
             key, raw = live.services[skey]
             ops.append(Op("removed_services", "lb_services", "delete", key, None, raw, note=skey))
+    # 4a. VIP filter: bits of addresses no longer a VIP, after their services went
+    for word in sorted(both):
+        if want.vip_filter.get(word) != both[word]:
+            ops.append(Op("removed_vip_filter", "lb_vip_filter", "update", word,
+                          want.vip_filter.get(word), both[word]))
     # 5. removed backends: slot cleared (flags 0), id free for a later run
     for bid in sorted(live_b):
         if bid not in want.backends:

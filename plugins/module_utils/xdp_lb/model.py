@@ -255,6 +255,9 @@ def _iflist(path, value, required):
 def _abspath(path, value):
     if not isinstance(value, str) or not value.startswith("/"):
         raise ConfigError(path, value, "is not an absolute path")
+    if any(part in (".", "..") for part in value.split("/")):
+        # checked as given, not normalised away: the path root uses is the one the user sees
+        raise ConfigError(path, value, "must not contain '.' or '..' components (give the directory itself)")
     return os.path.normpath(value)
 
 
@@ -364,7 +367,7 @@ def validate(params):
     and the module passes the canonical names alone.
     """
     p = dict((k, v) for k, v in params.items() if not k.startswith("_"))
-    _unknown("options", p, Config.FIELDS + ("services",))
+    _unknown("options", p, Config.FIELDS + ("services", "recreate_foreign_maps"))
     cfg = Config()
     cfg.state = _choice("state", p.get("state") or "present", STATES)
     present = cfg.state == "present"
@@ -398,6 +401,8 @@ def validate(params):
                               else False)
     cfg.preflight = _bool("preflight", p.get("preflight") if p.get("preflight") is not None else True)
     cfg.nat_guard = _bool("nat_guard", p.get("nat_guard") if p.get("nat_guard") is not None else True)
+    # A request for this run, not configuration: not recorded in the state file.
+    cfg.recreate_foreign_maps = _bool("recreate_foreign_maps", p.get("recreate_foreign_maps") or False)
 
     cfg.mode = _choice("mode", p.get("mode") or "nat", MODES)
     cfg.attach_mode = _choice("attach_mode", p.get("attach_mode") or "native", ATTACH_MODES)

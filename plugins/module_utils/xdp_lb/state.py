@@ -13,6 +13,11 @@ the managed neighbour entries.  It is enough to restore the instance after
 a reboot (``engine.restore``) and lets a rerun compare instead of rewrite.
 
 ``<state_dir>/<name>.lock`` serialises concurrent runs (fcntl.flock).
+It is opened with O_NOFOLLOW (a planted link is refused, never followed)
+and goes with the instance: ``Lock(remove=True)`` (state absent) unlinks
+it while holding it; a run that waited on the removed file takes the new
+one instead.  State files are read only when they are regular files of
+root's that group and others cannot write (trust.py).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,7 +27,10 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
+
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import trust
 
 STATE_VERSION = 1
 
@@ -42,7 +50,7 @@ def lock_path(state_dir, name):
 def load(path):
     """The state dict, or None if there is no state file."""
     try:
-        with open(path) as f:
+        with _open_state(path) as f:
             data = json.load(f)
     except IOError as exc:
         if exc.errno == errno.ENOENT:
@@ -55,6 +63,24 @@ def load(path):
                          % (path, data.get("version") if isinstance(data, dict) else None))
     check_shape(data, path)
     return data
+
+
+def _open_state(path):
+    """The state file for reading: not through a link, root's, not writable by others."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StateError("state file %s is a symbolic link: root reads only the state files it "
+                             "wrote; remove it and run again" % path)
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid not in trust.trusted_uids() or st.st_mode & 0o022:
+        os.close(fd)
+        raise StateError("state file %s is not a regular file of root's that only root can write "
+                         "(mode %04o, uid %d): root did not write it; remove it and run again"
+                         % (path, stat.S_IMODE(st.st_mode), st.st_uid))
+    return os.fdopen(fd)
 
 
 def dumps(data):
@@ -73,10 +99,10 @@ def write_atomic(path, text, mode=0o644):
     fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), mode)
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
         os.rename(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -113,27 +139,64 @@ class Lock:
 
     ``create=False`` (check mode) never writes: without the lock file there
     is nothing to serialise against, and an existing one is locked shared.
+    ``remove=True`` (state absent) unlinks the lock file at the end, while
+    still holding it.
     """
 
-    def __init__(self, state_dir, name, create=True):
+    def __init__(self, state_dir, name, create=True, remove=False):
         self.path = lock_path(state_dir, name)
         self.create = create
+        self.remove = remove and create
         self.fd = None
+
+    def _open(self, flags, how):
+        try:
+            fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT and not flags & os.O_CREAT:
+                return None
+            if exc.errno == errno.ELOOP:
+                raise StateError("lock file %s is a symbolic link: refusing to follow it (it could point "
+                                 "at any file); remove it and run again" % self.path)
+            raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid not in trust.trusted_uids():
+            os.close(fd)
+            raise StateError("lock file %s is not a regular file of root's (mode %04o, uid %d); remove it "
+                             "and run again" % (self.path, stat.S_IMODE(st.st_mode), st.st_uid))
+        fcntl.flock(fd, how)
+        try:
+            now = os.lstat(self.path)
+        except OSError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            # removed (state absent) or replaced while we waited: take the current one
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            return None
+        return fd
 
     def __enter__(self):
         if self.create:
             directory = os.path.dirname(self.path)
             if not os.path.isdir(directory):
-                os.makedirs(directory, 0o755)
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        elif os.path.exists(self.path):
-            self.fd = os.open(self.path, os.O_RDONLY)
-            fcntl.flock(self.fd, fcntl.LOCK_SH)
+                try:
+                    trust.make_dir(directory, "state_dir")
+                except trust.TrustError as exc:
+                    raise StateError(str(exc))
+            while self.fd is None:
+                self.fd = self._open(os.O_RDWR | os.O_CREAT, fcntl.LOCK_EX)
+        elif os.path.lexists(self.path):
+            self.fd = self._open(os.O_RDONLY, fcntl.LOCK_SH)
         return self
 
     def __exit__(self, *exc):
         if self.fd is not None:
+            if self.remove:
+                try:
+                    os.unlink(self.path)
+                except OSError:
+                    pass
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None

@@ -9,7 +9,7 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import layout, maps
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import flowhash, layout, maps
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.maps import Tables
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.model import validate
 
@@ -42,8 +42,15 @@ def test_first_apply_order_and_content():
                     "udp/[fd00:18::53]:53|fd00:18::1:1:53": 3}
     ops = maps.plan(Tables(), want, RING)
     steps = [op.step for op in ops]
-    # backends (each new id first gets zeroed counters), rings, services, config; in that order
-    assert steps == ["backends"] * 6 + ["rings"] * 2 + ["services"] * 2 + ["config"]
+    # backends (each new id first gets zeroed counters), rings, the VIPs' filter bits, services,
+    # config; in that order
+    assert steps == ["backends"] * 6 + ["rings"] * 2 + ["vip_filter"] * 2 + ["services"] * 2 + ["config"]
+    bits = layout.DEFAULT_SIZES["XDP_LB_VIP_FILTER_BITS"]
+    for vip, op in zip(("198.18.0.10", "fd00:18::53"), sorted(
+            [o for o in ops if o.step == "vip_filter"],
+            key=lambda o: o.key != flowhash.vip_filter_bit("198.18.0.10", bits) // 64)):
+        bit = flowhash.vip_filter_bit(vip, bits)
+        assert op.map == "lb_vip_filter" and op.key == bit // 64 and op.new >> (bit % 64) & 1
     assert [(op.map, op.kind) for op in ops[:2]] == [("lb_be_stats", "clear"), ("lb_backends", "update")]
     be = layout.LbBackend.from_buffer_copy(want.backends[1])
     assert (be.flags, be.service_id, layout.ntohs(be.port), be.family) == (1, 0, 80, 2)
@@ -130,9 +137,12 @@ def test_removed_service_after_new_and_id_not_reused_in_same_run():
     assert sids["udp/[fd00:18::53]:53"] == 1
     ops = maps.plan(live, want, RING)
     steps = [op.step for op in ops]
-    assert steps == ["backends", "backends", "rings", "services", "removed_services",
-                     "removed_backends", "removed_backends"]
-    assert ops[4].kind == "delete" and ops[4].note == "tcp/198.18.0.10:80"
+    # the new VIP's filter bit before its service, the old one's cleared after its removal
+    assert steps == ["backends", "backends", "rings", "vip_filter", "services", "removed_services",
+                     "removed_vip_filter", "removed_backends", "removed_backends"]
+    assert ops[5].kind == "delete" and ops[5].note == "tcp/198.18.0.10:80"
+    assert ops[3].new == live.vip_filter.get(ops[3].key, 0) | want.vip_filter[ops[3].key]
+    assert ops[6].new == want.vip_filter.get(ops[6].key)
 
 
 def test_scheduler_change_ip_hash_to_five_tuple_keeps_the_ring():
@@ -165,6 +175,7 @@ def test_summarize_counts_per_map_and_step():
     lines = maps.summarize(maps.plan(Tables(), want, RING))
     assert lines == ["lb_backends: backends 2 entries",
                      "lb_ring: rings 1 entry (tcp/198.18.0.10:80 slot 0)",
+                     "lb_vip_filter: vip filter 1 entry",
                      "lb_services: services 1 entry (tcp/198.18.0.10:80)",
                      "lb_config: config 1 entry"]
 

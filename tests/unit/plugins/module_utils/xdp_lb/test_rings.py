@@ -168,7 +168,8 @@ def test_ring_changed_by_hand_is_repaired(builds):
     tampered = list(live.rings[sid])
     tampered[7] = tampered[7] % 3 + 1 if tampered[7] != tampered[8] else tampered[7] + 1
     assert tampered != list(live.rings[sid])
-    hand = Tables(live.config, live.services, live.backends, {sid: tuple(tampered)}, live.tx_ports)
+    hand = Tables(live.config, live.services, live.backends, {sid: tuple(tampered)}, live.tx_ports,
+                  live.vip_filter)
     del builds[:]
     rings, record2, built, want = step(cfg, hand, record)
     assert built == [WEB_KEY] and record2 == record     # the same inputs give the recorded ring
