@@ -119,6 +119,8 @@ def plan(opts, name, mode, interfaces, state_dir, build_dir, present=True, other
                engine_dir=None, bpffs=False, bpffs_unit=None, services=[], metrics_file=None,
                what={}, packages=opts["packages"], state_dir=state_dir)
     what = out["what"]
+    if not present:
+        out["packages"] = dict(out["packages"], policy="ignore")
 
     def absent(label, paths):
         for path in paths:
