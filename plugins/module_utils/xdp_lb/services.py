@@ -60,7 +60,7 @@ def stop_plan(svcs, systemd):
             continue
         unit_file = _unit_file(svc)
         present = unit_file is not None and os.path.lexists(unit_file)
-        if active(svc["unit"]) if systemd else present:
+        if svc.get("stop", True) and (active(svc["unit"]) if systemd else present):
             out.append(["systemctl", "stop", svc["unit"]])
         if present:
             out.append(["systemctl", "disable", svc["unit"]])

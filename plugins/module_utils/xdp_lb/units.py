@@ -258,3 +258,32 @@ def sysctl_file(name, mode, interfaces, values):
     lines = [MANAGED, "# Instance %s, mode %s, interfaces %s." % (name, mode, ", ".join(interfaces))]
     lines += ["%s = %s" % (key, values[key]) for key in sorted(values)]
     return "\n".join(lines) + "\n"
+
+
+BACKEND_UNIT = "netfleet-xdp-lb-backend.service"
+BACKEND_SYSCTLS = {"net.ipv4.conf.all.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2",
+                   "net.ipv4.conf.all.rp_filter": "2"}
+
+
+def backend_unit(interface, vips):
+    """A dsr backend's boot unit: its VIPs on ``interface`` before the network."""
+    lines = [MANAGED,
+             "# Adds the VIPs this host serves behind a dsr-mode netfleet XDP balancer.",
+             "[Unit]",
+             "Description=Add the netfleet XDP load balancer VIPs to %s" % interface,
+             "Wants=network-pre.target",
+             "Before=network-pre.target",
+             "",
+             "[Service]",
+             "Type=oneshot",
+             "RemainAfterExit=yes"]
+    lines += ["ExecStart=/usr/sbin/ip addr replace %s dev %s" % (vip, interface) for vip in vips]
+    lines += ["ExecStop=-/usr/sbin/ip addr del %s dev %s" % (vip, interface) for vip in vips]
+    lines += ["", "[Install]", "WantedBy=multi-user.target", ""]
+    return "\n".join(lines)
+
+
+def backend_sysctl_file():
+    lines = [MANAGED, "# ARP and reverse path settings for a dsr backend."]
+    lines += ["%s = %s" % (key, BACKEND_SYSCTLS[key]) for key in sorted(BACKEND_SYSCTLS)]
+    return "\n".join(lines) + "\n"
