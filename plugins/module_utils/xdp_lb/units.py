@@ -50,7 +50,7 @@ def entry_point(python, engine_dir):
 import os
 import sys
 sys.dont_write_bytecode = True
-sys.path[:] = [{engine_json}] + [p for p in sys.path if p not in ("", ".") and not p.startswith({engine_json} + "/")]
+sys.path[:] = [{engine_json}] + [p for p in sys.path if p not in ("", ".")]
 try:
     from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb.cli import main
 except ImportError as exc:
@@ -95,7 +95,8 @@ ProtectHostname=yes
 # CAP_SYS_RESOURCE.  Nothing else, and no way to gain more.
 CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_SYS_ADMIN CAP_NET_ADMIN CAP_IPC_LOCK CAP_SYS_RESOURCE
 NoNewPrivileges=yes
-# Netlink for the kernel's tables, a UNIX socket for logging; probes add IP.
+# Netlink for the kernel's tables, a UNIX socket for logging; restore and
+# the probes add IP.
 RestrictAddressFamilies={families}
 # Network namespaces only (instances with netns); no user, pid, ipc, uts or
 # cgroup namespaces.
@@ -129,7 +130,10 @@ ExecStart={cmd} restore --all
 [Install]
 WantedBy=multi-user.target
 """.format(managed=MANAGED, state_dir=state_dir, guard=GUARD_UNIT, cmd=command(python, bin_dir, state_dir),
-           sandbox=sandbox([state_dir, build_dir]))
+           # It compiles when an object is missing (build_dir, clang's
+           # temporary files in its own /tmp) and finds a NAT source address
+           # with a UDP socket's route lookup.
+           sandbox=sandbox([state_dir, build_dir], families="AF_UNIX AF_NETLINK AF_INET AF_INET6"))
 
 
 def guard_unit(python, bin_dir, state_dir):
