@@ -57,8 +57,13 @@ def sysctl_file_path(name):
 
 
 def sysctl_saved_path(state_dir, name):
-    """The values the sysctls had before they were first set (the path the
-    role used before the module owned it: hosts upgrade in place)."""
+    """The values the sysctls had before they were first set."""
+    return os.path.join(state_dir, "sysctl", "%s.json" % name)
+
+
+def sysctl_saved_legacy(state_dir, name):
+    """Where the role kept them before the module owned them: read once, then
+    moved to sysctl_saved_path (hosts upgrade in place)."""
     return os.path.join(state_dir, "role", "%s.sysctl.json" % name)
 
 
@@ -232,6 +237,12 @@ def plan(opts, name, mode, interfaces, state_dir, build_dir, present=True, other
         out["sysctl"] = values
         out["sysctl_saved"] = saved
         what[saved] = "sysctl saved values"
+        legacy = sysctl_saved_legacy(state_dir, name)
+        out["sysctl_saved_legacy"] = legacy
+        if os.path.lexists(legacy):
+            absent("sysctl saved values of the earlier role", [legacy])
+            if os.listdir(os.path.dirname(legacy)) == [os.path.basename(legacy)]:
+                absent("directory of the earlier role", [os.path.dirname(legacy)])
         if values:
             out["directories"].append(dict(what="sysctl directory", path=os.path.dirname(path), mode="0755"))
             out["files"].append(dict(what="sysctl file", path=path, mode="0644",

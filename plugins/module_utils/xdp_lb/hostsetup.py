@@ -20,6 +20,8 @@ A manifest (every key optional):
 - ``absent``: paths that must not exist (files or links);
 - ``sysctl``: ``{key: value}``, live values (sysctl's key syntax: with '.'
   as separator a '/' is a '.' in an interface name);
+- ``sysctl_saved_legacy``: where an earlier version kept them (read when
+  ``sysctl_saved`` is missing; list it among ``absent`` to move it);
 - ``sysctl_saved``: path of a JSON file with the values the keys of
   ``sysctl`` had before they were first set; keys no longer wanted get
   their saved value back.  Must hold exactly the keys of ``sysctl``;
@@ -424,10 +426,14 @@ def _make_parent(path):
         _ensure_directory(parent, 0o755)
 
 
-def sysctl_plan(values, saved_path):
+def sysctl_plan(values, saved_path, legacy_path=None):
     """(saved values to keep, {key: value} to write) for the wanted
-    ``values``; raises when a wanted key does not exist on the host."""
+    ``values``; raises when a wanted key does not exist on the host.
+    Without a file at ``saved_path``, the saved values are read from
+    ``legacy_path`` (where an earlier version kept them)."""
     saved_old = read_saved(saved_path) if saved_path else {}
+    if saved_path and not saved_old and _lstat(saved_path) is None and legacy_path:
+        saved_old = read_saved(legacy_path)
     current = {}
     for key in set(values) | set(saved_old):
         live = read_sysctl(key)
@@ -454,7 +460,8 @@ def prepare(manifest, found):
     unit files verified, sysctl keys present, saved values readable.
     ``found`` is compare()'s result.  Raises HostSetupError; returns the
     plan for commit()."""
-    saved_new, sysctl_writes = sysctl_plan(manifest.get("sysctl") or {}, manifest.get("sysctl_saved"))
+    saved_new, sysctl_writes = sysctl_plan(manifest.get("sysctl") or {}, manifest.get("sysctl_saved"),
+                                           manifest.get("sysctl_saved_legacy"))
     files = found["files"]
     for spec in files:
         if spec["path"].endswith(UNIT_SUFFIXES):

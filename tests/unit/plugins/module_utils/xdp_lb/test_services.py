@@ -25,8 +25,10 @@ temporary directories.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import ctypes
 import json
 import os
+import traceback
 
 import pytest
 
@@ -106,9 +108,11 @@ def opts(tmp_path, stand, **over):
 
 
 def run_footprint(tmp_path, options, check_mode=False, present=True):
+    """Mode redirect: no sysctl of its own (only what a test adds, in a
+    network namespace of its own)."""
     state_dir = tmp_path / "state"
     state_dir.mkdir(exist_ok=True)
-    manifest = footprint.plan(options, "t1", "nat", ["lo"], str(state_dir), str(tmp_path / "build"),
+    manifest = footprint.plan(options, "t1", "redirect", ["lo"], str(state_dir), str(tmp_path / "build"),
                               present=present)
     fp = footprint.Footprint(manifest, check_mode)
     fp.check()
@@ -273,3 +277,58 @@ def test_bad_footprint_input_is_named_and_changes_nothing(stand, tmp_path, capsy
     result = module_run(args, capsys)
     assert result["failed"] and msg in result["msg"], result
     assert os.listdir(str(stand.systemd)) == [] and not (tmp_path / "state").exists()
+
+
+def test_saved_sysctls_of_the_earlier_role_move(stand, tmp_path):
+    """The role kept the values from before the first change in
+    <state_dir>/role/<name>.sysctl.json; the module moves them to
+    <state_dir>/sysctl/<name>.json (the oldest values stay the saved ones)
+    and removes what the role left.  In a network namespace of its own
+    (net.* sysctls are per namespace); the live value is wanted as it is."""
+    def scenario():
+        live = hostsetup.read_sysctl("net.ipv4.ip_forward")
+        old = "0" if live == "1" else "1"
+        (tmp_path / "state" / "role").mkdir(parents=True)
+        (tmp_path / "state" / "role" / "t1.sysctl.json").write_text(json.dumps({"net.ipv4.ip_forward": old}))
+        options = opts(tmp_path, stand, sysctls=dict(manage=True, extra={"net.ipv4.ip_forward": live},
+                                                     file=str(tmp_path / "sysctl.conf")))
+        first = run_footprint(tmp_path, options)
+        return dict(old=old, live_after=hostsetup.read_sysctl("net.ipv4.ip_forward"), live=live,
+                    first=first, rerun=run_footprint(tmp_path, options))
+    out = in_own_netns(scenario)
+    changed, report = out["first"]
+    assert changed is True and out["live_after"] == out["live"]
+    saved = tmp_path / "state" / "sysctl" / "t1.json"
+    assert json.loads(saved.read_text()) == {"net.ipv4.ip_forward": out["old"]}
+    assert not (tmp_path / "state" / "role").exists()
+    assert "directory of the earlier role %s: removed" % (tmp_path / "state" / "role") in report["changed"]
+    assert not any(line.startswith("sysctl net.") for line in report["changed"])
+    changed, report = out["rerun"]
+    assert changed is False and report["drift"] == []
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def in_own_netns(fn):
+    """fn() in a forked child with a new network namespace; its JSON result."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "unshare")
+            out = {"ok": fn()}
+        except BaseException:        # pylint: disable=broad-except
+            out = {"error": traceback.format_exc()}
+        with os.fdopen(write, "w") as handle:
+            json.dump(out, handle)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as handle:
+        data = handle.read()
+    os.waitpid(pid, 0)
+    out = json.loads(data)
+    assert "error" not in out, out["error"]
+    return out["ok"]
