@@ -289,10 +289,12 @@ def fold_bpffs_unit(manifest):
 
 def _shipped_with_the_module():
     """Never called.  AnsiballZ ships the module_utils that a module's code
-    imports, anywhere in it; this import makes it ship cli and what only the
-    commands use (health, metrics), so that engine_sources() finds the whole
+    imports, anywhere in it; these imports make it ship cli and what only the
+    commands use (health, metrics) and backend, so that engine_sources() finds the whole
     engine in the payload without running them."""
     from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import cli  # pylint: disable=unused-import
+    # The xdp_lb_backend module's engine: part of the tree too.
+    from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import backend  # pylint: disable=unused-import
 
 
 def engine_sources():
