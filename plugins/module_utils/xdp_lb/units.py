@@ -195,7 +195,7 @@ WantedBy=multi-user.target
 
 def health_settings(settings):
     """The checker's settings file (health.validate_config reads it)."""
-    return json.dumps(settings, indent=2, sort_keys=True) + "\n"
+    return json.dumps(settings, indent=4, sort_keys=True) + "\n"
 
 
 def metrics_service(python, bin_dir, state_dir, directory):
