@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -19,7 +18,7 @@ its [Service] sandbox would let it run, by means available here:
 RestrictAddressFamilies, SystemCallFilter and RestrictNamespaces need
 seccomp and are not reproduced (systemd-analyze security checks them).
 
-usage: sandboxed.py UNIT_FILE [ARG ...]; exits with the command's status.
+usage: python3 sandboxed.py UNIT_FILE [ARG ...]; exits with the command's status.
 """
 
 import os

@@ -91,7 +91,7 @@ def test_every_sandbox_directive_has_its_reason():
 
 
 def sandboxed(unit, *args):
-    return subprocess.run([SANDBOXED, str(unit)] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    return subprocess.run(["/usr/bin/python3", SANDBOXED, str(unit)] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, cwd="/", timeout=120, check=False)
 
 
