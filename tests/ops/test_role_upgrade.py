@@ -58,7 +58,7 @@ ip link set xlbu0 up
 ip link set xlbu1 up
 run() {  # collections path, output file
   ANSIBLE_COLLECTIONS_PATH="$1" ANSIBLE_STDOUT_CALLBACK=json ANSIBLE_LOCALHOST_WARNING=false \
-  ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 ANSIBLE_CONFIG=/dev/null \
+  ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 ANSIBLE_CONFIG="$DIR/ansible.cfg" \
     "$PLAYBOOK_BIN" -i localhost, -c local -e @"$DIR/vars.json" "$DIR/site.yml" > "$2" || true
 }
 run "$DIR/old" "$DIR/old.json"
@@ -94,6 +94,8 @@ def test_previous_role_upgrades_in_place(host):
     subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
     with open(os.path.join(host, "site.yml"), "w") as f:
         f.write(PLAYBOOK)
+    with open(os.path.join(host, "ansible.cfg"), "w") as f:
+        f.write("[defaults]\nretry_files_enabled = False\n")
     paths = dict(
         xdp_lb_state_dir=os.path.join(host, "state"), xdp_lb_build_dir=os.path.join(host, "build"),
         xdp_lb_systemd_dir=os.path.join(host, "systemd"), xdp_lb_engine_dir=os.path.join(host, "engine"),
