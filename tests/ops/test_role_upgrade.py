@@ -31,6 +31,7 @@ PID 1 here: the result lists what would have run.  Run as root, under
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -57,24 +58,29 @@ ip addr add 198.18.1.1/24 dev xlbu0
 ip link set xlbu0 up
 ip link set xlbu1 up
 run() {  # collections path, output file
-  ANSIBLE_COLLECTIONS_PATH="$1" ANSIBLE_STDOUT_CALLBACK=json ANSIBLE_LOCALHOST_WARNING=false \
+  ANSIBLE_COLLECTIONS_PATH="$1" ANSIBLE_STDOUT_CALLBACK=default ANSIBLE_CALLBACK_RESULT_FORMAT=json \
+  ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_NOCOLOR=1 \
   ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 ANSIBLE_CONFIG="$DIR/ansible.cfg" \
-    "$PLAYBOOK_BIN" -i localhost, -c local -e @"$DIR/vars.json" "$DIR/site.yml" > "$2" || true
+    "$PLAYBOOK_BIN" -v -i localhost, -c local -e @"$DIR/vars.json" "$DIR/site.yml" > "$2" 2>&1 || true
 }
-run "$DIR/old" "$DIR/old.json"
-cp -a "$DIR/state/role" "$DIR/role-before"
-run "$ROOT/.collections" "$DIR/new1.json"
-run "$ROOT/.collections" "$DIR/new2.json"
+run "$DIR/old" "$DIR/old.log"
+cp -a "$DIR/state/role" "$DIR/role-before" || cat "$DIR/old.log"
+run "$ROOT/.collections" "$DIR/new1.log"
+run "$ROOT/.collections" "$DIR/new2.log"
 """
 
 
 def module_result(path):
+    """(the role's module result, the host's PLAY RECAP counts) of a -v run."""
     with open(path) as handle:
-        data = json.load(handle)
-    results = [task["hosts"]["localhost"] for play in data["plays"] for task in play["tasks"]
-               if task["task"]["name"] == "Configure the load balancer"]
-    assert results, json.dumps(data)[-3000:]
-    return results[-1], data["stats"]["localhost"]
+        out = handle.read()
+    sections = out.split("TASK [netfleet.xdp_lb.xdp_lb : Configure the load balancer]")
+    assert len(sections) >= 2, out[-3000:]
+    section = sections[-1].split("TASK [")[0].split("PLAY RECAP")[0]
+    result = json.JSONDecoder().raw_decode(section.split(" => ", 1)[1])[0]
+    recap = re.search(r"localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", out)
+    assert recap, out[-3000:]
+    return result, {"changed": int(recap.group(2)), "failures": int(recap.group(4))}
 
 
 @pytest.fixture
@@ -113,9 +119,9 @@ def test_previous_role_upgrades_in_place(host):
                           check=False)
     assert proc.returncode == 0, proc.stdout[-4000:]
 
-    before, stats = module_result(os.path.join(host, "old.json"))
+    before, stats = module_result(os.path.join(host, "old.log"))
     assert stats["failures"] == 0 and before["changed"], before
-    first, stats = module_result(os.path.join(host, "new1.json"))
+    first, stats = module_result(os.path.join(host, "new1.log"))
     assert stats["failures"] == 0, first
 
     # The balancer: untouched.
@@ -156,6 +162,6 @@ def test_previous_role_upgrades_in_place(host):
                                "systemctl restart netfleet-xdp-lb-metrics.timer"]
     assert fp["systemctl_ran"] is False
 
-    second, stats = module_result(os.path.join(host, "new2.json"))
+    second, stats = module_result(os.path.join(host, "new2.log"))
     assert stats["failures"] == 0 and stats["changed"] == 0, second
     assert second["footprint"]["in_sync"] and second["footprint"]["drift"] == []
