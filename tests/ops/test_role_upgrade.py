@@ -51,6 +51,8 @@ PLAYBOOK = """- hosts: localhost
 # The host: bpffs, a veth pair with the balancer's side addressed towards
 # its backend, then the role three times (previous, this one, this one).
 SCRIPT = r"""set -eu
+# /sys of this network namespace (as ip netns exec does), then its bpffs.
+mount -t sysfs sysfs /sys
 mount -t bpf bpf /sys/fs/bpf
 ip link set lo up
 ip link add xlbu0 type veth peer name xlbu1
