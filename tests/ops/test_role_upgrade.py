@@ -10,7 +10,8 @@ inventory, then once more.  Checked:
 
 - the balancer is not touched (no engine change, same program and maps);
 - only what really differs is written: the units (sandboxing, the entry
-  point instead of PYTHONPATH), the entry point, the sysctl file's header,
+  point instead of PYTHONPATH; the timer's and the sysctl file's header
+  names the module now), the entry point,
   the engine files that differ between the two commits (exactly those:
   ``git diff --name-only`` of plugins/module_utils) and the metrics file
   the previous role never wrote; the health checker's settings, links,
@@ -142,6 +143,7 @@ def test_previous_role_upgrades_in_place(host):
         "host command xdp-lb %s/xdp-lb: written" % paths["xdp_lb_bin_dir"],
         "metrics file %s/netfleet-xdp-lb.prom: written" % paths["xdp_lb_metrics_dir"],
         "metrics service %s/netfleet-xdp-lb-metrics.service: written" % sysd,
+        "metrics timer %s/netfleet-xdp-lb-metrics.timer: written" % sysd,
         "restore unit %s/netfleet-xdp-lb-restore.service: written" % sysd,
         "sysctl file %s: written" % paths["xdp_lb_sysctl_file"],
         "sysctl saved values %s/sysctl/default.json: written" % state,
