@@ -293,17 +293,48 @@ options:
     default: clang
   health_checks:
     description:
-      - Whether a health checker runs for this instance (C(cli health <name>), which the
-        netfleet.xdp_lb.xdp_lb role runs as C(netfleet-xdp-lb-health-<name>.service) when
-        C(xdp_lb_health_checks) is on). Only then does its status file
-        C(<state_dir>/health/<name>.json) drain backends, that is give weight 0 to those it marks
-        down.
-      - V(false) ignores that file and removes it, so every backend has its configured weight. The
-        value is kept in the state file, so boot-time restore and the checker follow it too. A
-        checker that still runs sees it there, removes its status file and exits. State files written
-        before this option existed count as V(true).
-    type: bool
-    default: false
+      - Health checks of this instance's backends. With O(health_checks.enabled) the module installs the
+        B(health checker), a service (C(netfleet-xdp-lb-health-<name>.service), the host command's
+        C(xdp-lb health <name>)) with its settings file C(<state_dir>/health/<name>.conf.json), enables it and
+        starts it now (restarts it when its unit or settings changed). It probes every backend from the balancer
+        every O(health_checks.interval) seconds; O(health_checks.fall) failures in a row drain a backend
+        (weight 0, so no new flows while existing ones stay), O(health_checks.rise) passes in a row bring back its
+        configured weight. Runs of the module keep what the checker drained.
+      - Turned off (or O(state=absent)), the checker is stopped and disabled before its unit, settings and
+        status file are removed, and every backend has its configured weight. The setting is kept in the state
+        file, so boot-time restore follows it; state files written before this option existed count as on.
+      - Installs the host command (see O(host_command)) the checker runs.
+      - The settings are validated before anything changes; errors name the field and the value.
+    type: dict
+    suboptions:
+      enabled:
+        description: Whether the health checker runs.
+        type: bool
+        default: false
+      interval:
+        description: Seconds between two rounds of probes, 0.05 to 3600.
+        type: float
+        default: 2
+      timeout:
+        description: Seconds a probe may take, 0.05 to 3600.
+        type: float
+        default: 1
+      rise:
+        description: Passes in a row that bring a drained backend back, 1 to 100.
+        type: int
+        default: 2
+      fall:
+        description: Failures in a row that drain a backend, 1 to 100.
+        type: int
+        default: 2
+      probes:
+        description:
+          - Probe per protocol (V(tcp), V(udp)) or per service (C(tcp/198.18.100.1:80),
+            C(udp/[fd00:18:100::1]:53)), each a dict with a C(type). Type C(tcp) connects. Type C(http) (with
+            C(path) and C(host)) sends a GET and wants 2xx or 3xx. Type C(dns) (with C(name) and C(qtype) V(A),
+            V(AAAA) or V(TXT)) wants any answer. Another type is an error naming the probe.
+          - "Default: C({tcp: {type: tcp}, udp: {type: dns, name: '.', qtype: A}})."
+        type: dict
   preflight:
     description:
       - Before a new program is loaded against the live maps and attached (a new build, first deploy,
@@ -380,206 +411,157 @@ options:
         override and warns naming each one.
     type: bool
     default: false
-  host_setup:
+  restore_at_boot:
     description:
-      - Also manage the host around the balancer in the same run (what the netfleet.xdp_lb.xdp_lb role
-        uses, so that a rerun on an unchanged host is one module run). Files (unit files, the sysctl
-        file), the engine tree of this module run, their directories and links, paths that must be
-        absent, live sysctl values with the values they had before, the bpffs mount, a check of
-        installed packages, and a systemd reload or unit restarts after changes.
-      - Compared first; every difference is one line in RV(host_setup.drift). Everything is checked
-        before anything is written (unit files with C(systemd-analyze verify) where it exists, sysctl
-        keys), the balancer is configured, then the host setup is applied; files are replaced
-        atomically.
-      - If packages of the list are missing the module changes nothing and fails, returning them in
-        RV(missing_packages) (the role installs them and runs it again).
-      - Returns what it found of the host in RV(host_setup.os) (distribution, OS family, package and
-        service manager, from C(/etc/os-release) and the file system), so that the role needs no fact
-        gathering.
-      - Not with O(netns) (sysctls and mounts would apply to the module's own namespaces).
+      - V(true) installs and enables the B(restore unit) (C(netfleet-xdp-lb-restore.service), C(xdp-lb restore --all)
+        at boot, every balancer of the host back from its state file) and the B(NAT guard unit)
+        (C(netfleet-xdp-lb-guard.service), C(xdp-lb guard --all) before the network comes up). They are enabled
+        for the next boot and not started; this module run has done what they do. Installs the host command
+        (see O(host_command)).
+      - V(false) stops and disables both, then removes them. Not set leaves them as they are.
+      - With O(state=absent) and no other instance left in O(state_dir), a value (V(true) or V(false)) removes
+        them.
+    type: bool
+  host_command:
+    description:
+      - The host command B(xdp-lb) (C(<bin_dir>/xdp-lb), docs/cli.md) and the B(engine) it runs (this module's
+        code, installed under O(host_command.engine_dir)). The entry point runs C(python -I) and puts the
+        installed engine first on C(sys.path) itself, so it never imports from the current directory or
+        C(PYTHONPATH). Files left by an older engine are removed.
+      - Installed whenever O(restore_at_boot), O(health_checks.enabled) or O(metrics.enabled) is on, whose units
+        run it.
     type: dict
     suboptions:
-      files:
+      install:
         description:
-          - Regular files owned by root:root with this content and mode. Missing parent directories are
-            created with mode C(0755).
-          - Unit files (names ending in C(.service), C(.timer), C(.mount)) are checked with
-            C(systemd-analyze verify) before they are installed, where it exists.
-        type: list
-        elements: dict
-        default: []
-        suboptions:
-          path:
-            description: Absolute path.
-            type: path
-            required: true
-          content:
-            description: The whole content.
-            type: str
-            required: true
-          mode:
-            description: Mode as an octal string, for example C("0644"). Default C(0644) when written; not
-              compared when omitted.
-            type: str
-      directories:
-        description:
-          - Directories owned by root:root with this mode.
-        type: list
-        elements: dict
-        default: []
-        suboptions:
-          path:
-            description: Absolute path.
-            type: path
-            required: true
-          mode:
-            description: Mode as an octal string. Default C(0755) when created; not compared when omitted.
-            type: str
-      links:
-        description:
-          - Symbolic links and the target they point at.
-        type: list
-        elements: dict
-        default: []
-        suboptions:
-          path:
-            description: The link.
-            type: path
-            required: true
-          src:
-            description: Its target.
-            type: path
-            required: true
-      absent:
-        description:
-          - Paths that must not exist (files, links or directories, removed with what they hold).
-        type: list
-        elements: path
-        default: []
-      sysctl:
-        description:
-          - Live kernel parameters, key (sysctl syntax, C(/) for a C(.) in an interface name) to value.
-            Written to C(/proc/sys) when they differ; persisting them is a file in O(host_setup.files).
-        type: dict
-        default: {}
-      sysctl_saved:
-        description:
-          - A JSON file (mode C(0600)) with the value each key of O(host_setup.sysctl) had before it was first set.
-            Keys that are in it but no longer in O(host_setup.sysctl) get their saved value back and leave it. Absent
-            when O(host_setup.sysctl) is empty.
-          - Without it, previous values are not kept.
-        type: path
-      packages:
-        description:
-          - Packages that must be installed. When not given, the list of O(host_setup.packages_by_os)
-            for the host's distribution, else for its OS family, else for C(default), else none.
-        type: list
-        elements: str
-      packages_by_os:
-        description:
-          - Package lists keyed by distribution or OS family name (as the facts name them), and C(default).
-        type: dict
-        default: {}
-      extra_packages:
-        description:
-          - Packages that must be installed in addition.
-        type: list
-        elements: str
-        default: []
-      bpffs:
-        description:
-          - Mount bpffs on C(/sys/fs/bpf) if it is not. In check mode that is reported, and the balancer
-            counts as deployed from scratch.
+          - V(true) installs the host command and the engine. V(false) removes them when nothing else needs
+            them and no other instance is left. Not set leaves them as they are (unless a unit needs them).
         type: bool
-        default: false
-      bpffs_unit:
-        description:
-          - The C(sys-fs-bpf.mount) unit and its enabling link, managed like O(host_setup.files) and
-            O(host_setup.links) only when systemd is older than 239; newer systemd mounts bpffs itself
-            and refuses such a unit.
-        type: dict
-        suboptions:
-          path:
-            description: The unit file.
-            type: path
-            required: true
-          content:
-            description: Its content.
-            type: str
-            required: true
-          mode:
-            description: Its mode as an octal string.
-            type: str
-          link:
-            description: The enabling link, pointing at O(host_setup.bpffs_unit.path).
-            type: path
-            required: true
       engine_dir:
-        description:
-          - Install the engine tree (the collection's C(plugins/module_utils)) under this directory, for
-            the restore command and the health and metrics units (C(PYTHONPATH) of their units). The files
-            are the code of this module run, so the installed engine is the one that configured the
-            balancer; managed like O(host_setup.files) (mode C(0644), directories C(0755)).
+        description: Directory of the installed engine tree.
         type: path
-      systemd_reload:
-        description:
-          - Run C(systemctl daemon-reload) when this run changed a unit file or a link to one (a path
-            ending in C(.service), C(.timer) or C(.mount)) and systemd runs on the host.
+        default: /usr/local/lib/netfleet-xdp-lb
+      bin_dir:
+        description: Directory of the C(xdp-lb) entry point.
+        type: path
+        default: /usr/local/sbin
+      python:
+        description: The Python that runs the host command and the units (it must see bcc and pyroute2).
+        type: path
+        default: /usr/bin/python3
+  systemd_dir:
+    description: Where unit files and their enabling links go.
+    type: path
+    default: /etc/systemd/system
+  metrics:
+    description:
+      - Counters for node_exporter's textfile collector. With O(metrics.enabled) the module installs the
+        B(metrics service) (C(xdp-lb metrics --out <directory>/netfleet-xdp-lb.prom), every balancer of the
+        host) and the B(metrics timer) that runs it every O(metrics.interval), enables and starts the timer,
+        and writes the B(metrics file) now when it is not there yet.
+      - O(metrics.enabled=false) stops and disables the timer, then removes both units and the metrics file.
+        Not set leaves them as they are; with O(state=absent) and no other instance left, a value removes them.
+    type: dict
+    suboptions:
+      enabled:
+        description: Whether the counters are exported.
+        type: bool
+      directory:
+        description: The textfile collector's directory.
+        type: path
+        default: /var/lib/prometheus/node-exporter
+      interval:
+        description: How often, as a systemd time span (C(15s), C(1min)).
+        type: str
+        default: 15s
+  sysctls:
+    description:
+      - The kernel parameters the mode needs, set now and persisted in a B(sysctl file). V(nat) and V(dsr) need
+        C(net.ipv4.ip_forward=1) and C(net.ipv6.conf.all.forwarding=1); V(nat) also
+        C(net.ipv4.conf.<interface>.accept_local=1) and C(net.ipv4.conf.<interface>.rp_filter=2) (loose) on each
+        of O(interfaces).
+      - The value each key had before it was first set is kept (C(<state_dir>/role/<name>.sysctl.json), the
+        B(sysctl saved values)); a key no longer needed, and every key at O(state=absent), gets it back.
+      - Keys are validated against a strict pattern before anything changes (a top-level name such as C(net),
+        then C(.)-separated parts; C(/) stands for a C(.) of an interface name).
+    type: dict
+    suboptions:
+      manage:
+        description: Whether the module sets and persists them. V(false) leaves every sysctl alone.
         type: bool
         default: false
-      restart_on_change:
+      extra:
+        description: More sysctls to set and persist with the same file (key to value).
+        type: dict
+        default: {}
+      file:
+        description: The sysctl file. Defaults to C(/etc/sysctl.d/60-netfleet-xdp-lb-<name>.conf).
+        type: path
+  mount_bpffs:
+    description:
+      - Mount bpffs on C(/sys/fs/bpf) now if it is not (mode C(0700)), and at boot. systemd 239 and later
+        mount it themselves; older systemd gets a B(bpffs mount unit) (C(sys-fs-bpf.mount)), enabled.
+      - In check mode an unmounted bpffs means the balancer counts as deployed from scratch.
+      - V(false) leaves bpffs alone; with O(state=absent) of the last instance, V(true) removes the mount unit
+        (bpffs stays mounted; other BPF users may have pins there).
+    type: bool
+    default: false
+  packages:
+    description:
+      - The packages the balancer needs (clang, llvm, libbpf headers, bpftool, bcc and pyroute2 for the system
+        Python, nftables), checked with one query per run.
+    type: dict
+    suboptions:
+      policy:
         description:
-          - Units to restart (C(systemctl restart)) when this run changed one of their paths, where
-            systemd runs; after the daemon-reload.
-        type: list
-        elements: dict
-        default: []
-        suboptions:
-          unit:
-            description: The unit's name.
-            type: str
-            required: true
-          paths:
-            description: Paths of O(host_setup.files), O(host_setup.links) or O(host_setup.absent).
-            type: list
-            elements: path
-            required: true
-      stop_on_remove:
+          - V(install) installs the missing ones with the host's package manager (apt, dnf, yum) before the
+            balancer is configured.
+          - V(verify) fails, naming them, when some are missing; nothing changes.
+          - V(ignore) does not look.
+        type: str
+        choices: [install, verify, ignore]
+        default: ignore
+      names:
         description:
-          - Services that are turned off, with their paths in O(host_setup.absent). Before those paths are
-            removed (and before the balancer is configured), each unit is stopped (C(systemctl stop)) and
-            disabled (C(systemctl disable)); after they are removed, systemd is reloaded
-            (O(host_setup.systemd_reload)). Removing a unit file alone leaves its service running.
-          - Where systemd runs, a unit is stopped when it is active (also after an earlier run removed its
-            files) and disabled while its unit file (the path named like the unit) exists. Where it does not
-            run, nothing is run and RV(host_setup.systemctl) says what would have run.
+          - The list. Default by the host's distribution or OS family (C(/etc/os-release)) for Debian and Ubuntu,
+            Fedora and RHEL; another OS must give it.
         type: list
-        elements: dict
+        elements: str
+      extra:
+        description: More packages, in addition to O(packages.names) or the default list.
+        type: list
+        elements: str
         default: []
-        suboptions:
-          unit:
-            description: The unit's name.
-            type: str
-            required: true
-          paths:
-            description: Its paths among O(host_setup.absent); the one named like the unit is its unit file.
-            type: list
-            elements: path
-            required: true
+      update_cache:
+        description: With apt, refresh the package cache before installing when it is older than
+          O(packages.cache_valid_time).
+        type: bool
+        default: true
+      cache_valid_time:
+        description: Seconds the apt cache counts as fresh.
+        type: int
+        default: 3600
   _sources:
     description:
       - Internal. The action plugin sets it to the data-plane source files. Do not set it.
     type: dict
 notes:
-  - In O(host_setup), package queries use C(dpkg-query) (apt) or C(rpm) (dnf, yum); with another
-    package manager every package counts as missing.
+  - The options O(restore_at_boot), O(host_command), O(health_checks), O(metrics), O(sysctls), O(mount_bpffs)
+    and O(packages) describe the host around the balancer. Their artifacts are compared first, every check runs
+    before anything changes (unit files with C(systemd-analyze verify) where it exists), the balancer is
+    configured, then services turned off are stopped and disabled, their files removed, files written atomically,
+    systemd reloaded and what is on started. Where systemd is not PID 1 (a container, a lab namespace) nothing is
+    started or stopped and RV(footprint.systemctl) lists what would have run. They are not allowed with
+    O(netns), because sysctls and mounts would apply to the module's own namespaces.
+  - The units run sandboxed (read-only system, their own C(/tmp), only the capabilities bpf(), netlink and
+    namespaces need); C(plugins/module_utils/xdp_lb/units.py) gives each directive with its reason.
   - After a reboot the pins and attachments are gone. Run C(xdp-lb restore --all) (the host command
-    the netfleet.xdp_lb.xdp_lb role installs, with a systemd unit running it) to restore every
+    O(host_command) installs, and that O(restore_at_boot) runs at boot) to restore every
     instance from its state file.
   - In O(mode=nat), packets whose next hop is not resolved yet go to the kernel already rewritten.
     The host must forward them (C(net.ipv4.ip_forward)), accept its own NAT source address as a
     packet source (C(net.ipv4.conf.<if>.accept_local)) and have a loose or disabled C(rp_filter).
-    The netfleet.xdp_lb.xdp_lb role sets these sysctls.
+    O(sysctls.manage) sets these sysctls.
   - In O(mode=dsr), the module keeps each backend's neighbour entry "managed" (C(NTF_EXT_MANAGED),
     Linux 5.16 and later), so the kernel keeps it resolved even without traffic. Without a
     resolved neighbour, packets go to the kernel untouched. The module warns if it cannot create
@@ -836,125 +818,113 @@ diff:
     after:
       description: What the task asks for.
       type: dict
-host_setup:
-  description: What O(host_setup) found and did.
-  returned: when O(host_setup) is given
+footprint:
+  description: What the module found and did around the balancer (O(restore_at_boot), O(host_command),
+    O(health_checks), O(metrics), O(sysctls), O(mount_bpffs), O(packages)).
+  returned: when O(netns) is not set
   type: dict
   contains:
     in_sync:
-      description: True when RV(host_setup.drift) is empty.
+      description: True when the host held every artifact as the options want (RV(footprint.drift) empty, no
+        missing package).
       type: bool
       sample: true
     drift:
-      description: One line per difference found before this run changed anything, naming the path,
-        key or package and what was found.
+      description: One line per difference found before this run changed anything, naming the artifact by what
+        it is, its path or key and what was found.
       type: list
       elements: str
-      sample: ["/etc/sysctl.d/60-netfleet-xdp-lb-default.conf: content differs"]
-    changed_items:
-      description: Paths written, linked or removed and sysctls written (C(sysctl key=value)); empty
-        in check mode.
+      sample: ["restore unit /etc/systemd/system/netfleet-xdp-lb-restore.service: missing",
+               "sysctl net.ipv4.ip_forward: 0, want 1"]
+    changed:
+      description: What this run changed, by what it is (empty in check mode).
       type: list
       elements: str
-      sample: ["/etc/systemd/system/netfleet-xdp-lb-restore.service", "sysctl net.ipv4.ip_forward=1"]
+      sample: ["health checker /etc/systemd/system/netfleet-xdp-lb-health-web.service: written",
+               "sysctl net.ipv4.ip_forward=1", "metrics file /var/lib/prometheus/node-exporter/netfleet-xdp-lb.prom: written"]
+    services:
+      description: Each service the options name, by what it is, with its unit and whether it is left enabled
+        and running.
+      type: dict
+      sample: {"health checker": {"unit": "netfleet-xdp-lb-health-web.service", "enabled": true, "running": true}}
+    systemctl:
+      description:
+        - The systemctl commands of this run in the order they ran (stop and disable of what is turned off,
+          daemon-reload, restart or start of what is on), or would have run where RV(footprint.systemctl_ran)
+          is false.
+      type: list
+      elements: str
+      sample: ["systemctl stop netfleet-xdp-lb-health-web.service",
+               "systemctl disable netfleet-xdp-lb-health-web.service", "systemctl daemon-reload"]
+    systemctl_ran:
+      description: Whether the commands of RV(footprint.systemctl) ran; false in check mode and where systemd
+        is not PID 1 (then they are what would have run).
+      type: bool
+      sample: true
     packages:
-      description: The package list that was checked.
+      description: The package list that was checked (empty with O(packages.policy=ignore)).
       type: list
       elements: str
       sample: [clang, llvm, libbpf-dev]
+    missing_packages:
+      description: Packages of the list that were not installed before this run.
+      type: list
+      elements: str
+      sample: []
     bpffs_mounted:
       description: Whether bpffs was mounted on C(/sys/fs/bpf) before this run.
       type: bool
       sample: true
-    systemd_reloaded:
-      description: Whether C(systemctl daemon-reload) ran (O(host_setup.systemd_reload)).
-      type: bool
-      sample: false
-    restarted:
-      description: Units restarted (O(host_setup.restart_on_change)).
-      type: list
-      elements: str
-      sample: [netfleet-xdp-lb-health-default.service]
-    systemctl:
-      description:
-        - The systemctl commands of this run in the order they ran (stop and disable of
-          O(host_setup.stop_on_remove), daemon-reload, restarts), or would have run where
-          RV(host_setup.systemctl_ran) is false.
-      type: list
-      elements: str
-      sample: ["systemctl stop netfleet-xdp-lb-health-default.service",
-               "systemctl disable netfleet-xdp-lb-health-default.service", "systemctl daemon-reload"]
-    systemctl_ran:
-      description: Whether the commands of RV(host_setup.systemctl) ran; false in check mode and where systemd
-        does not run (then they are what would have run).
-      type: bool
-      sample: true
     systemd_version:
-      description: systemd's version (0 without systemctl), read when O(host_setup.bpffs_unit) is given.
+      description: systemd's version (0 without systemctl), read when O(mount_bpffs) is on.
       type: int
       sample: 252
     os:
       description: The host's distribution and OS family (named as Ansible's facts name them), package
         manager (C(apt), C(dnf5), C(dnf), C(yum), ... or C(unknown)) and service manager (C(systemd)
-        when systemd runs, else the name of PID 1).
+        when systemd is PID 1, else the name of PID 1).
       type: dict
       sample: {distribution: Debian, family: Debian, pkg_mgr: apt, service_mgr: systemd}
-missing_packages:
-  description: Packages of O(host_setup) that are not installed; the module then changed nothing and
-    failed.
-  returned: when packages are missing
-  type: list
-  elements: str
-  sample: [clang]
 '''
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import deps, engine, hostsetup, model
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
+    command, deps, engine, footprint, hostsetup, model, packages, state)
 
-# What prints "ii <name>" for each installed package of a list (another
-# package manager: no query, every package counts as missing).
-RPM_QUERY = ['rpm', '--query', '--queryformat=ii %{NAME}\n']
-PACKAGE_QUERY = {
-    'apt': ['dpkg-query', '--show', '--showformat=${db:Status-Abbrev}${Package}\n'],
-    'dnf': RPM_QUERY,
-    'dnf5': RPM_QUERY,
-    'yum': RPM_QUERY,
-}
-
-HOST_SETUP_SPEC = dict(
-    files=dict(type='list', elements='dict', default=[], options=dict(
-        path=dict(type='path', required=True),
-        content=dict(type='str', required=True),
-        mode=dict(type='str'))),
-    directories=dict(type='list', elements='dict', default=[], options=dict(
-        path=dict(type='path', required=True),
-        mode=dict(type='str'))),
-    links=dict(type='list', elements='dict', default=[], options=dict(
-        path=dict(type='path', required=True),
-        src=dict(type='path', required=True))),
-    absent=dict(type='list', elements='path', default=[]),
-    sysctl=dict(type='dict', default={}),
-    sysctl_saved=dict(type='path'),
-    packages=dict(type='list', elements='str'),
-    packages_by_os=dict(type='dict', default={}),
-    extra_packages=dict(type='list', elements='str', default=[]),
-    bpffs=dict(type='bool', default=False),
-    bpffs_unit=dict(type='dict', options=dict(
-        path=dict(type='path', required=True),
-        content=dict(type='str', required=True),
-        mode=dict(type='str'),
-        link=dict(type='path', required=True))),
-    engine_dir=dict(type='path'),
-    systemd_reload=dict(type='bool', default=False),
-    restart_on_change=dict(type='list', elements='dict', default=[], options=dict(
-        unit=dict(type='str', required=True),
-        paths=dict(type='list', elements='path', required=True))),
-    stop_on_remove=dict(type='list', elements='dict', default=[], options=dict(
-        unit=dict(type='str', required=True),
-        paths=dict(type='list', elements='path', required=True))),
+# The options that describe the host around the balancer (footprint.py).
+FOOTPRINT_SPEC = dict(
+    restore_at_boot=dict(type='bool'),
+    host_command=dict(type='dict', apply_defaults=True, options=dict(
+        install=dict(type='bool'),
+        engine_dir=dict(type='path', default=footprint.DEFAULT_ENGINE_DIR),
+        bin_dir=dict(type='path', default=footprint.DEFAULT_BIN_DIR),
+        python=dict(type='path', default=footprint.DEFAULT_PYTHON))),
+    systemd_dir=dict(type='path', default=footprint.DEFAULT_SYSTEMD_DIR),
+    health_checks=dict(type='dict', apply_defaults=True, options=dict(
+        enabled=dict(type='bool', default=False),
+        interval=dict(type='float', default=2.0),
+        timeout=dict(type='float', default=1.0),
+        rise=dict(type='int', default=2),
+        fall=dict(type='int', default=2),
+        probes=dict(type='dict'))),
+    metrics=dict(type='dict', apply_defaults=True, options=dict(
+        enabled=dict(type='bool'),
+        directory=dict(type='path', default=footprint.DEFAULT_METRICS_DIR),
+        interval=dict(type='str', default='15s'))),
+    sysctls=dict(type='dict', apply_defaults=True, options=dict(
+        manage=dict(type='bool', default=False),
+        extra=dict(type='dict', default={}),
+        file=dict(type='path'))),
+    mount_bpffs=dict(type='bool', default=False),
+    packages=dict(type='dict', apply_defaults=True, options=dict(
+        policy=dict(type='str', default='ignore', choices=['install', 'verify', 'ignore']),
+        names=dict(type='list', elements='str'),
+        extra=dict(type='list', elements='str', default=[]),
+        update_cache=dict(type='bool', default=True),
+        cache_valid_time=dict(type='int', default=3600))),
 )
 
 ARGUMENT_SPEC = dict(
@@ -978,7 +948,6 @@ ARGUMENT_SPEC = dict(
     max_map_memory=dict(type='int', default=1024),
     debug=dict(type='bool', default=False),
     clang=dict(type='str', default='clang'),
-    health_checks=dict(type='bool', default=False),
     preflight=dict(type='bool', default=True),
     nat_guard=dict(type='bool', default=True),
     netns=dict(type='str'),
@@ -986,86 +955,35 @@ ARGUMENT_SPEC = dict(
     pin_dir=dict(type='path'),
     state_dir=dict(type='path', default=model.DEFAULT_STATE_DIR),
     build_dir=dict(type='path', default=model.DEFAULT_BUILD_DIR),
-    host_setup=dict(type='dict', options=HOST_SETUP_SPEC),
     recreate_foreign_maps=dict(type='bool', default=False),
     clear_overrides=dict(type='bool', default=False),
     _sources=dict(type='dict'),
 )
+ARGUMENT_SPEC.update(FOOTPRINT_SPEC)
 
 
-def package_list(host, host_os):
-    """host_setup's packages, or its packages_by_os entry for the host's
-    distribution, else OS family, else 'default'; then extra_packages."""
-    packages = host['packages']
-    if packages is None:
-        by_os = host['packages_by_os']
-        key = next((k for k in (host_os['distribution'], host_os['family'], 'default') if k in by_os), None)
-        if key is None:
-            raise hostsetup.HostSetupError(
-                "packages_by_os: no package list for %s (%s family) and no 'default'; give packages "
-                "(xdp_lb_packages in the role), or provision the host and give packages: [] "
-                "(xdp_lb_install_packages: false)" % (host_os['distribution'], host_os['family']))
-        packages = by_os[key]
-    packages = list(packages or [])
-    return packages + [name for name in host['extra_packages'] if name not in packages]
+def footprint_used(params):
+    """Whether an option asks for something around the balancer."""
+    return (params['restore_at_boot'] is not None or params['host_command']['install'] is not None
+            or params['health_checks']['enabled'] or params['metrics']['enabled'] is not None
+            or params['sysctls']['manage'] or params['mount_bpffs'] or params['packages']['policy'] != 'ignore')
 
 
-def file_diffs(files):
-    """Before/after of the files that differ (compare()'s ``files``), for --diff."""
-    out = []
-    for spec in files:
-        try:
-            with open(spec['path']) as handle:
-                before = handle.read()
-        except (IOError, OSError, UnicodeDecodeError):
-            before = ''
-        out.append(dict(before_header=spec['path'], after_header=spec['path'], before=before, after=spec['content']))
-    return out
-
-
-def host_setup_start(module, host):
-    """Before the balancer: the host's OS, packages, the comparison, and
-    every check of what will be written.  Fails (changing nothing) on
-    missing packages or bad input.  Returns (manifest, report, plan, the
-    file specs that differ, the systemctl commands that turn off the units of
-    stop_on_remove)."""
-    for field in ('files', 'directories'):
-        for spec in host[field]:
-            if spec.get('mode') is not None:
-                try:
-                    int(spec['mode'], 8)
-                except ValueError:
-                    module.fail_json(msg='host_setup.%s: mode %r of %s is not an octal number'
-                                     % (field, spec['mode'], spec['path']))
-    host_os = hostsetup.host_os()
-    manifest = dict(host)
-    manifest['sysctl'] = dict((str(k), str(v)) for k, v in host['sysctl'].items())
-    manifest['package_query'] = PACKAGE_QUERY.get(host_os['pkg_mgr'])
-    report = dict(in_sync=False, drift=[], changed_items=[], packages=[], os=host_os, systemd_reloaded=False,
-                  restarted=[], systemctl=[], systemctl_ran=False)
-    found = dict(files=[])
-    stops = []
+def start_footprint(module, cfg):
+    """The footprint's plan and every check of it, before anything changes."""
+    p = module.params
+    others = [n for n in state.instances(cfg.state_dir) if n != cfg.name]
+    opts = dict((k, p[k]) for k in FOOTPRINT_SPEC)
     try:
-        manifest['packages'] = package_list(host, host_os)
-        manifest, version = hostsetup.fold_bpffs_unit(hostsetup.fold_engine_tree(manifest))
-        found = hostsetup.compare(manifest)
-        report.update(in_sync=not found['drift'], drift=found['drift'], packages=manifest['packages'],
-                      bpffs_mounted=found['bpffs_mounted'])
-        if version is not None:
-            report['systemd_version'] = version
-        if found['missing_packages']:
-            module.fail_json(msg='host_setup: packages not installed: %s; nothing changed'
-                             % ', '.join(found['missing_packages']),
-                             missing_packages=found['missing_packages'], host_setup=report)
-        plan = None
-        if found['drift'] and not module.check_mode:
-            plan = hostsetup.prepare(manifest, found)
-        stops = hostsetup.stop_plan(manifest, host_os['service_mgr'])
-    except hostsetup.HostSetupError as exc:
-        module.fail_json(msg='host_setup: %s' % exc, host_setup=report)
+        manifest = footprint.plan(opts, cfg.name, cfg.mode, list(cfg.interfaces or []), cfg.state_dir,
+                                  cfg.build_dir, present=cfg.state == 'present', others=others)
+        fp = footprint.Footprint(manifest, module.check_mode)
+        fp.check()
+    except (ValueError, footprint.FootprintError, packages.PackageError, hostsetup.HostSetupError) as exc:
+        module.fail_json(msg='%s; nothing changed' % exc, name=cfg.name)
     except (IOError, OSError) as exc:
-        module.fail_json(msg='host_setup: %s' % exc, host_setup=report)
-    return manifest, report, plan, found['files'], stops
+        module.fail_json(msg='footprint: %s; nothing changed' % exc, name=cfg.name)
+    return fp
 
 
 def main():
@@ -1074,23 +992,18 @@ def main():
         required_if=[('state', 'present', ('interfaces',))],
         supports_check_mode=True,
     )
-    host = module.params['host_setup']
-    manifest = report = plan = differing = None
-    stops = []
-    if host is not None and module.params['netns']:
-        module.fail_json(msg='host_setup: not with netns %r (sysctls and mounts would apply to the '
-                         "module's own namespaces)" % module.params['netns'])
-    if host is not None:
-        # Packages first: without them bcc and pyroute2 may be missing too.
-        manifest, report, plan, differing, stops = host_setup_start(module, host)
-    # Where systemd does not run (or in check mode) systemctl commands are
-    # only reported (host_setup.systemctl), as what would have run.
-    systemd = host is not None and report['os']['service_mgr'] == 'systemd' and not module.check_mode
-    deps.fail_if_missing(module, missing_required_lib)
+    p = module.params
+    used = footprint_used(p)
+    if used and p['netns']:
+        module.fail_json(msg='restore_at_boot, host_command, health_checks, metrics, sysctls, mount_bpffs and '
+                         "packages: not with netns %r (sysctls and mounts would apply to the module's own "
+                         'namespaces)' % p['netns'])
 
     # The options by their canonical names: module.params also holds each
     # alias given (interface), which AnsibleModule has already resolved.
-    params = dict((k, module.params[k]) for k in ARGUMENT_SPEC if not k.startswith('_') and k not in ('host_setup', 'clear_overrides'))
+    params = dict((k, p[k]) for k in ARGUMENT_SPEC
+                  if not k.startswith('_') and k not in FOOTPRINT_SPEC and k != 'clear_overrides')
+    params['health_checks'] = p['health_checks']['enabled']
     try:
         cfg = model.validate(params)
     except model.ConfigError as exc:
@@ -1101,65 +1014,52 @@ def main():
     except engine.EngineError as exc:
         module.fail_json(msg=str(exc), name=cfg.name)
 
-    if host is not None and cfg.state == 'present':
-        # Before host_setup changes anything (the engine checks again).
+    if used and cfg.state == 'present':
+        # Before the footprint changes anything (the engine checks again).
         for field in ('interfaces', 'redirect_interfaces'):
-            for i, name in enumerate(module.params[field] or []):
+            for i, name in enumerate(p[field] or []):
                 if not os.path.exists(os.path.join('/sys/class/net', name)):
-                    module.fail_json(msg='%s[%d]: interface %s not found' % (field, i, name), host_setup=report)
+                    module.fail_json(msg='%s[%d]: interface %s not found; nothing changed' % (field, i, name))
 
-    if host is not None and host['bpffs'] and not report['bpffs_mounted'] and module.check_mode:
+    # Without netns the footprint is compared (and checked) on every run: an
+    # option left unset leaves its artifacts alone, the health checker of
+    # the instance follows health_checks.
+    fp = start_footprint(module, cfg) if not p['netns'] else None
+    if fp is not None:
+        # Packages first: without them bcc and pyroute2 may be missing too.
+        try:
+            fp.prepare_host()
+        except (packages.PackageError, command.CommandError) as exc:
+            module.fail_json(msg=str(exc), footprint=fp.report)
+    deps.fail_if_missing(module, missing_required_lib)
+
+    if fp is not None and fp.bpffs_missing and module.check_mode:
         # Nothing to inspect without bpffs: everything would be created.
         result = dict(changed=True, name=cfg.name, state=cfg.state,
                       msg='bpffs is not mounted at %s yet: the balancer would be deployed from scratch'
                       % hostsetup.BPFFS)
     else:
         try:
-            if host is not None and host['bpffs'] and not report['bpffs_mounted']:
-                hostsetup.mount_bpffs()
-            if stops and systemd:
-                # What is turned off stops first and is disabled while its
-                # unit file is still there (a removed unit file does not stop
-                # a running service).
-                hostsetup.run_stops(stops)
-            if plan is not None:
-                # Before the balancer: a feature turned off goes first (the
-                # health checker's status must not drain backends any more).
-                report['changed_items'] = hostsetup.remove_absent(manifest)
-            result = engine.run(cfg, check_mode=module.check_mode, sources=module.params['_sources'],
-                                diff=module._diff, clear_overrides=module.params['clear_overrides'])
-        except (engine.EngineError, hostsetup.command.CommandError) as exc:
-            module.fail_json(msg=str(exc), name=cfg.name, **({'host_setup': report} if report else {}))
+            result = engine.run(cfg, check_mode=module.check_mode, sources=p['_sources'],
+                                diff=module._diff, clear_overrides=p['clear_overrides'])
+        except (engine.EngineError, command.CommandError) as exc:
+            module.fail_json(msg=str(exc), name=cfg.name, **({'footprint': fp.report} if fp else {}))
     for warning in result.pop('warnings', []):
         module.warn(warning)
     if not module._diff:
         result.pop('diff', None)
 
-    if host is not None:
-        if plan is not None:
-            try:
-                report['changed_items'] += hostsetup.commit(manifest, plan)
-            except (IOError, OSError, hostsetup.HostSetupError) as exc:
-                module.fail_json(msg='host_setup: the balancer is configured, the host setup failed: %s' % exc,
-                                 host_setup=report)
-        # What changed, or in check mode what would (the paths of the drift lines).
-        changed = report['changed_items'] if plan is not None else \
-            [line.split(': ', 1)[0] for line in report['drift']] if module.check_mode else []
-        reload_, units = hostsetup.systemd_actions(manifest, changed, 'systemd')
-        if plan is not None and systemd:
-            try:
-                hostsetup.run_systemd(reload_, units)
-            except hostsetup.command.CommandError as exc:
-                module.fail_json(msg='host_setup: the balancer and the files are in place, systemctl failed: %s' % exc,
-                                 host_setup=report)
-            report.update(systemd_reloaded=reload_, restarted=units)
-        report.update(systemctl=hostsetup.systemctl_lines(stops, reload_, units), systemctl_ran=systemd)
-        host_changed = bool(report['changed_items']) or bool(stops) or (module.check_mode and not report['in_sync'])
-        result['changed'] = result.get('changed', False) or host_changed
-        if module._diff and not report['in_sync']:
-            diffs = [result['diff']] if result.get('diff') else []
-            result['diff'] = diffs + file_diffs(differing)
-        result['host_setup'] = report
+    if fp is not None:
+        try:
+            changed = fp.apply()
+        except (IOError, OSError, command.CommandError) as exc:
+            module.fail_json(msg='the balancer is configured, its footprint failed: %s' % exc, footprint=fp.report)
+        result['changed'] = result.get('changed', False) or changed
+        if module._diff:
+            diffs = fp.file_diffs()
+            if diffs:
+                result['diff'] = ([result['diff']] if result.get('diff') else []) + diffs
+        result['footprint'] = fp.report
     module.exit_json(**result)
 
 

@@ -319,8 +319,8 @@ def test_turning_health_checks_off_ends_the_checker_and_restores_configured_weig
         out = site(lab, "4-health-off", "-v", xdp_lb_health_checks=False)
         result = module_result(out, "Configure the load balancer")
         # no systemd as PID 1 here: what would have run, in its order
-        assert result["host_setup"]["systemctl"] == SYSTEMCTL_OFF, result["host_setup"]
-        assert result["host_setup"]["systemctl_ran"] is False
+        assert result["footprint"]["systemctl"] == SYSTEMCTL_OFF, result["footprint"]
+        assert result["footprint"]["systemctl_ran"] is False
         # that run: be2 (still down) back in the rings with its configured weight (live maps)
         assert rings() == deployed
         assert not os.path.exists(UNIT)
@@ -351,8 +351,8 @@ def test_state_absent_ends_the_checker(lab):
     try:
         drain_be2(deployed)
         out = site(lab, "7-absent", "-v", xdp_lb_state="absent")
-        result = module_result(out, "Remove the load balancer")
-        assert result["host_setup"]["systemctl"] == SYSTEMCTL_OFF, result["host_setup"]
+        result = module_result(out, "Configure the load balancer")
+        assert result["footprint"]["systemctl"] == SYSTEMCTL_OFF, result["footprint"]
         assert not os.path.exists(UNIT) and not os.path.exists(os.path.join(STATE_DIR, "default.json"))
         ended(proc, log, "the instance has no state file any more")
     finally:

@@ -2,14 +2,13 @@
 # Copyright: (c) 2026, netfleet.xdp_lb contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The host around the balancer: compare it with a manifest, and apply it.
+"""Files, links, directories and sysctls: compare the host with a manifest, and apply it.
 
-The xdp_lb role writes unit files, the engine tree, sysctls and their
-saved values, links and directories.  As single Ansible tasks that is
-about thirty remote module runs per host, even when everything is in
-place.  Instead the role renders everything on the controller into one
-manifest; ``compare`` lists each difference as one line ("drift") naming
-the path, key or package, and ``apply`` makes the host match.
+footprint.py builds the manifest from the module's options (what the
+balancer needs around it); this file knows only paths and values.
+``compare`` lists each difference as one line ("drift") naming the path
+or key, ``prepare`` checks everything that will be written, ``commit``
+makes the host match, files replaced atomically.
 
 A manifest (every key optional):
 
@@ -21,30 +20,20 @@ A manifest (every key optional):
 - ``absent``: paths that must not exist (files or links);
 - ``sysctl``: ``{key: value}``, live values (sysctl's key syntax: with '.'
   as separator a '/' is a '.' in an interface name);
+- ``sysctl_saved_legacy``: where an earlier version kept them (read when
+  ``sysctl_saved`` is missing; list it among ``absent`` to move it);
 - ``sysctl_saved``: path of a JSON file with the values the keys of
   ``sysctl`` had before they were first set; keys no longer wanted get
   their saved value back.  Must hold exactly the keys of ``sysctl``;
-- ``packages`` and ``package_query`` (compare only): installed packages,
-  queried with one command that prints ``ii <name>`` per installed one
-  (without a query, every package counts as missing);
 - ``bpffs`` (compare only): bpffs mounted on /sys/fs/bpf;
 - ``bpffs_unit``: ``{path, content, mode, link}``, a file and a link
   like the others under systemd older than 239 (fold_bpffs_unit);
 - ``engine_dir``: the engine tree (this package, read from the code that
   runs: an AnsiballZ payload or the collection) under this directory, as
   more ``files`` and ``directories`` (fold_engine_tree);
-- ``systemd_reload`` (commit's caller): ``systemctl daemon-reload`` after a
-  unit file or link changed, where systemd runs (systemd_actions);
-- ``restart_on_change``: ``{unit, paths}``: restart the unit when one of
-  the paths changed, where systemd runs;
-- ``stop_on_remove``: ``{unit, paths}``: a service that is turned off, its
-  paths among ``absent``: stopped and disabled before they are removed
-  (stop_plan), so that it does not run on without its unit file.
 
-The order of a run: stop and disable what is turned off, remove the absent
-paths, (the balancer), write files and links, daemon-reload, restart.
-Where systemd does not run the systemctl commands are only reported, as
-what would have run (systemctl_lines).
+Services (start, stop, enable, disable) are services.py's; packages are
+packages.py's.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -193,18 +182,6 @@ def compare_sysctl(values, saved_path):
     return out
 
 
-def installed_packages(query, packages):
-    """Names among ``packages`` that ``query`` reports installed; none
-    without a query or when it does not run."""
-    if not query:
-        return set()
-    try:
-        dummy, out, dummy = command.run(list(query) + list(packages), check=False)
-    except command.CommandError:
-        return set()
-    return set(line[3:].strip() for line in out.splitlines() if line.startswith("ii "))
-
-
 def bpffs_mounted(mountinfo="/proc/self/mountinfo"):
     """As findmnt --types bpf --mountpoint /sys/fs/bpf."""
     with open(mountinfo) as handle:
@@ -302,18 +279,22 @@ def fold_bpffs_unit(manifest):
     if version >= SYSTEMD_MOUNTS_BPFFS:
         return manifest, version
     out = dict(manifest)
+    what = unit.get("what")
     out["files"] = list(manifest.get("files") or []) + [
-        {"path": unit["path"], "content": unit["content"], "mode": unit.get("mode")}]
-    out["links"] = list(manifest.get("links") or []) + [{"path": unit["link"], "src": unit["path"]}]
+        {"path": unit["path"], "content": unit["content"], "mode": unit.get("mode"), "what": what}]
+    out["links"] = list(manifest.get("links") or []) + [{"path": unit["link"], "src": unit["path"],
+                                                         "what": what and what + " (enabled)"}]
     return out, version
 
 
 def _shipped_with_the_module():
     """Never called.  AnsiballZ ships the module_utils that a module's code
-    imports, anywhere in it; this import makes it ship cli and what only the
-    commands use (health, metrics), so that engine_sources() finds the whole
+    imports, anywhere in it; these imports make it ship cli and what only the
+    commands use (health, metrics) and backend, so that engine_sources() finds the whole
     engine in the payload without running them."""
     from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import cli  # pylint: disable=unused-import
+    # The xdp_lb_backend module's engine: part of the tree too.
+    from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import backend  # pylint: disable=unused-import
 
 
 def engine_sources():
@@ -352,14 +333,38 @@ def fold_engine_tree(manifest):
         {"path": path, "mode": "0755"} for path in sorted(set(
             os.path.dirname(os.path.join(base, rel)) for rel in sources))]
     out["files"] = list(manifest.get("files") or []) + [
-        {"path": os.path.join(base, rel), "content": sources[rel], "mode": "0644"} for rel in sorted(sources)]
+        {"path": os.path.join(base, rel), "content": sources[rel], "mode": "0644", "what": "engine"}
+        for rel in sorted(sources)]
+    # What an older engine left that this one no longer has (a module that
+    # was renamed or removed, bytecode caches): removed.
+    stale = stale_engine_paths(base, sources)
+    out["absent"] = list(manifest.get("absent") or []) + stale
+    if "what" in manifest:
+        out["what"] = dict(manifest["what"], **dict((path, "engine leftover") for path in stale))
+    return out
+
+
+def stale_engine_paths(base, sources):
+    """Paths under the installed engine tree ``base`` that are not part of
+    ``sources`` (nothing when the tree is not there)."""
+    out = []
+    for top, dirs, files in os.walk(base):
+        rel_top = os.path.relpath(top, base)
+        for name in sorted(dirs):
+            if name == "__pycache__":
+                out.append(os.path.join(top, name))
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            rel = os.path.normpath(os.path.join(rel_top, name))
+            if rel not in sources:
+                out.append(os.path.join(top, name))
     return out
 
 
 def compare(manifest):
     """Returns a dict: ``drift`` (one line per difference, empty when the
-    host matches), ``files`` (the file specs that differ),
-    ``missing_packages`` and ``bpffs_mounted``."""
+    host matches), ``files`` (the file specs that differ) and
+    ``bpffs_mounted``."""
     drift = []
     for spec in manifest.get("directories") or []:
         drift += compare_directory(spec)
@@ -375,13 +380,6 @@ def compare(manifest):
         drift += compare_absent(path)
     drift += compare_sysctl(manifest.get("sysctl") or {}, manifest.get("sysctl_saved"))
 
-    packages = manifest.get("packages") or []
-    missing_packages = []
-    if packages:
-        have = installed_packages(manifest["package_query"], packages)
-        missing_packages = [name for name in packages if name not in have]
-        drift += ["package %s: not installed" % name for name in missing_packages]
-
     mounted = bpffs_mounted()
     if manifest.get("bpffs") and not mounted:
         drift.append("%s: bpffs not mounted" % BPFFS)
@@ -389,7 +387,6 @@ def compare(manifest):
     return {
         "drift": drift,
         "files": files,
-        "missing_packages": missing_packages,
         "bpffs_mounted": mounted,
     }
 
@@ -440,10 +437,14 @@ def _make_parent(path):
         _ensure_directory(parent, 0o755)
 
 
-def sysctl_plan(values, saved_path):
+def sysctl_plan(values, saved_path, legacy_path=None):
     """(saved values to keep, {key: value} to write) for the wanted
-    ``values``; raises when a wanted key does not exist on the host."""
+    ``values``; raises when a wanted key does not exist on the host.
+    Without a file at ``saved_path``, the saved values are read from
+    ``legacy_path`` (where an earlier version kept them)."""
     saved_old = read_saved(saved_path) if saved_path else {}
+    if saved_path and not saved_old and _lstat(saved_path) is None and legacy_path:
+        saved_old = read_saved(legacy_path)
     current = {}
     for key in set(values) | set(saved_old):
         live = read_sysctl(key)
@@ -470,7 +471,8 @@ def prepare(manifest, found):
     unit files verified, sysctl keys present, saved values readable.
     ``found`` is compare()'s result.  Raises HostSetupError; returns the
     plan for commit()."""
-    saved_new, sysctl_writes = sysctl_plan(manifest.get("sysctl") or {}, manifest.get("sysctl_saved"))
+    saved_new, sysctl_writes = sysctl_plan(manifest.get("sysctl") or {}, manifest.get("sysctl_saved"),
+                                           manifest.get("sysctl_saved_legacy"))
     files = found["files"]
     for spec in files:
         if spec["path"].endswith(UNIT_SUFFIXES):
@@ -530,69 +532,6 @@ def commit(manifest, plan):
             handle.write(plan["sysctl"][key])
         changed.append("sysctl %s=%s" % (key, plan["sysctl"][key]))
     return changed
-
-
-def systemd_actions(manifest, changed, service_mgr):
-    """(daemon-reload?, units to restart) after ``changed`` (commit's and
-    remove_absent's paths): nothing where systemd does not run."""
-    if service_mgr != "systemd":
-        return False, []
-    changed = set(changed)
-    reload_ = bool(manifest.get("systemd_reload")) and any(path.endswith(UNIT_SUFFIXES) for path in changed)
-    units = [item["unit"] for item in manifest.get("restart_on_change") or []
-             if changed.intersection(item.get("paths") or [])]
-    return reload_, units
-
-
-def unit_active(unit):
-    """``systemctl is-active``: True when the unit runs (or starts)."""
-    try:
-        rc, dummy, dummy = command.run(["systemctl", "is-active", "--quiet", unit], check=False)
-    except command.CommandError:
-        return False
-    return rc == 0
-
-
-def stop_plan(manifest, service_mgr):
-    """The systemctl commands (argv lists, in order) that turn off each unit
-    of ``stop_on_remove`` before its paths go.
-
-    Where systemd runs: ``stop`` when the unit is active (also when an
-    earlier run removed its files and left it running), ``disable`` when its
-    unit file (the path named like the unit) is still there.  Elsewhere
-    nothing can be asked, so both count as needed while that file is there:
-    what would have run."""
-    out = []
-    for item in manifest.get("stop_on_remove") or []:
-        unit = item["unit"]
-        unit_file = any(os.path.basename(path) == unit and _lstat(path) is not None
-                        for path in item.get("paths") or [])
-        if unit_active(unit) if service_mgr == "systemd" else unit_file:
-            out.append(["systemctl", "stop", unit])
-        if unit_file:
-            out.append(["systemctl", "disable", unit])
-    return out
-
-
-def systemctl_lines(stops, reload_, units):
-    """The systemctl commands of a run, in order, as lines for the result."""
-    argvs = list(stops) + ([["systemctl", "daemon-reload"]] if reload_ else []) + \
-        [["systemctl", "restart", unit] for unit in units]
-    return [" ".join(argv) for argv in argvs]
-
-
-def run_stops(stops):
-    """Runs stop_plan's commands (stop, then disable, per unit)."""
-    for argv in stops:
-        command.run(argv)
-
-
-def run_systemd(reload_, units):
-    """systemctl daemon-reload, then a restart of each unit."""
-    if reload_:
-        command.run(["systemctl", "daemon-reload"])
-    for unit in units:
-        command.run(["systemctl", "restart", unit])
 
 
 def apply(manifest):

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The input validators, in one place: instance names, state paths,
-addresses, interface names, the map memory budget.
+addresses, interface names, sysctl keys and values, the map memory budget.
 
 Pure functions (no I/O).  Each returns the normalised value or raises
 ``ConfigError(path, value, rule)``, whose message names the field, the
@@ -33,7 +33,7 @@ class ConfigError(ValueError):
 def show(value):
     """How a value appears in an error message."""
     if isinstance(value, str):
-        return value if value and value == value.strip() else repr(value)
+        return value if value and value == value.strip() and value.isprintable() else repr(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return repr(value)
@@ -182,3 +182,34 @@ def check_map_memory(shapes, ncpus, fields, budget=MAP_MEMORY_BUDGET, budget_fie
 
 def mib(n):
     return "%.1f MiB" % (n / 1048576.0)
+
+
+# ---- sysctl keys and values -----------------------------------------------------------
+
+# sysctl keys as sysctl(8) writes them: a top-level directory of
+# /proc/sys, then components of letters, digits, '_', '-' and '@', joined
+# by '.'; a '/' inside a component stands for a '.' of an interface name
+# (net.ipv4.conf.eth0/100.rp_filter), never at its ends or twice in a row.
+# So the key maps onto one path below /proc/sys: no '..', no '//', no
+# empty part.
+_SYSCTL_TOP = ("abi", "crypto", "debug", "dev", "fs", "kernel", "net", "sunrpc", "user", "vm")
+_SYSCTL_PART = r"[A-Za-z0-9_@-]+(?:/[A-Za-z0-9_@-]+)*"
+_SYSCTL_KEY = re.compile(r"^(?:%s)(?:\.%s)+\Z" % ("|".join(_SYSCTL_TOP), _SYSCTL_PART))
+_SYSCTL_VALUE = re.compile(r"^[\x20-\x7e]{0,255}\Z")
+
+
+def sysctl_key(value, path):
+    """A sysctl key that names one file below /proc/sys, or ConfigError."""
+    if not isinstance(value, str) or len(value) > 255 or not _SYSCTL_KEY.match(value):
+        raise ConfigError(path, value, "is not a sysctl key (a top-level name such as net, kernel or vm, then "
+                          "'.'-separated parts of letters, digits, '_', '-', '@'; '/' only inside a part, "
+                          "for a '.' of an interface name)")
+    return value
+
+
+def sysctl_value(value, path):
+    """A sysctl value: printable ASCII on one line, at most 255 characters."""
+    text = ("1" if value else "0") if isinstance(value, bool) else str(value)
+    if not _SYSCTL_VALUE.match(text):
+        raise ConfigError(path, value, "is not a sysctl value (printable characters on one line, at most 255)")
+    return text

@@ -6,7 +6,7 @@ with real argument sets (aliases, defaults, type conversion and required_if
 by AnsibleModule, then the module's own checks).
 
 Only what needs no BPF or bpffs runs here: every error is raised before the
-host is touched, and state=absent / host_setup work on temporary
+host is touched, and state=absent / the footprint options work on temporary
 directories.  Loading, attaching and check mode of state=present run for
 real in tests/examples (every task of the EXAMPLES) and
 tests/integration/targets/xdp_lb.
@@ -97,8 +97,10 @@ def test_alias_as_a_list(dirs):
     ({"services": "198.18.0.10"}, "Elements value for option 'services' is of type"),
     ({"services": ["198.18.0.10"]}, "Elements value for option 'services' is of type str and we were unable to "
                                     "convert to dict"),
-    ({"host_setup": {"files": [{"path": "/tmp/x"}]}}, "missing required arguments: content found in host_setup -> files"),
-    ({"host_setup": {"sysctls": {}}}, "Unsupported parameters for (basic.py) module: host_setup.sysctls"),
+    ({"host_setup": {"files": []}}, "Unsupported parameters for (basic.py) module: host_setup"),
+    ({"sysctls": {"managed": True}}, "Unsupported parameters for (basic.py) module: sysctls.managed"),
+    ({"packages": {"policy": "maybe"}}, "value of policy must be one of: install, verify, ignore, got: maybe"),
+    ({"health_checks": {"interval": "often"}}, "argument 'interval' is of type"),
 ])
 def test_argument_spec_errors(dirs, over, message):
     res = fails(xdp_lb.main, args(dirs, **over))
@@ -220,52 +222,45 @@ def test_pin_dir_not_on_bpffs(dirs):
     assert_untouched(dirs)
 
 
-# -- host_setup's checks ------------------------------------------------------------------------------
+# -- the footprint options' checks --------------------------------------------------------------------
 
-def test_host_setup_not_with_netns(dirs, tmp_path):
-    target = tmp_path / "unit.conf"
-    res = fails(xdp_lb.main, args(dirs, netns="xlbut-ns", host_setup={
-        "files": [{"path": str(target), "content": "x\n"}], "packages": []}))
-    assert res["msg"].startswith("host_setup: not with netns 'xlbut-ns'")
-    assert not target.exists()
+def test_footprint_not_with_netns(dirs, tmp_path):
+    res = fails(xdp_lb.main, args(dirs, netns="xlbut-ns", restore_at_boot=True, systemd_dir=str(tmp_path)))
+    assert "not with netns 'xlbut-ns'" in res["msg"]
+    assert os.listdir(str(tmp_path)) == []
 
 
-def test_host_setup_mode_is_octal(dirs, tmp_path):
-    target = tmp_path / "unit.conf"
-    res = fails(xdp_lb.main, args(dirs, host_setup={
-        "files": [{"path": str(target), "content": "x\n", "mode": "rw-r--r--"}], "packages": []}))
-    assert res["msg"] == "host_setup.files: mode 'rw-r--r--' of %s is not an octal number" % target
-    assert not target.exists()
-
-
-def test_host_setup_missing_interface_changes_nothing(dirs, tmp_path):
-    target = tmp_path / "unit.conf"
-    res = fails(xdp_lb.main, args(dirs, interfaces=["lo", MISSING_IF], host_setup={
-        "files": [{"path": str(target), "content": "x\n"}], "packages": []}))
-    assert res["msg"] == "interfaces[1]: interface %s not found" % MISSING_IF
-    assert res["host_setup"]["drift"] and not res["host_setup"]["changed_items"]
-    assert not target.exists()
+def test_footprint_missing_interface_changes_nothing(dirs, tmp_path):
+    res = fails(xdp_lb.main, args(dirs, interfaces=["lo", MISSING_IF], restore_at_boot=True,
+                                  systemd_dir=str(tmp_path / "systemd")))
+    assert res["msg"] == "interfaces[1]: interface %s not found; nothing changed" % MISSING_IF
+    assert not (tmp_path / "systemd").exists()
     assert_untouched(dirs)
 
 
-def test_host_setup_validation_error_changes_nothing(dirs, tmp_path):
-    target = tmp_path / "unit.conf"
-    res = fails(xdp_lb.main, args(dirs, services=[svc(port=0)], host_setup={
-        "files": [{"path": str(target), "content": "x\n"}], "packages": []}))
+def test_footprint_validation_error_changes_nothing(dirs, tmp_path):
+    res = fails(xdp_lb.main, args(dirs, services=[svc(port=0)], restore_at_boot=True,
+                                  systemd_dir=str(tmp_path / "systemd")))
     assert res["msg"].startswith("services[0].port: 0 is not an integer from 1 to 65535")
-    assert not target.exists()
+    assert not (tmp_path / "systemd").exists()
 
 
-def test_host_setup_missing_packages(dirs, tmp_path):
-    target = tmp_path / "unit.conf"
-    res = fails(xdp_lb.main, args(dirs, host_setup={
-        "files": [{"path": str(target), "content": "x\n"}], "packages": ["xlbut-no-such-package"]}))
-    assert res["missing_packages"] == ["xlbut-no-such-package"]
-    assert "xlbut-no-such-package" in res["msg"] and res["msg"].endswith("nothing changed")
-    assert not target.exists()
+def test_footprint_packages_verify(dirs, tmp_path):
+    res = fails(xdp_lb.main, args(dirs, interfaces=["lo"], restore_at_boot=True, systemd_dir=str(tmp_path / "systemd"),
+                                  packages={"policy": "verify", "names": ["xlbut-no-such-package", "python3"]}))
+    assert res["msg"] == ("packages not installed: xlbut-no-such-package (packages.policy: verify); "
+                          "nothing changed")
+    assert not (tmp_path / "systemd").exists()
+    assert_untouched(dirs)
 
 
-# -- state=absent and host_setup for real on temporary directories, with check mode and diff ------------
+def test_interface_with_a_semicolon_is_named(dirs, tmp_path):
+    res = fails(xdp_lb.main, args(dirs, interfaces=["lo;x"], sysctls={"manage": True}))
+    assert "lo;x" in res["msg"] and res["msg"].startswith("interfaces[0]"), res["msg"]
+    assert_untouched(dirs)
+
+
+# -- state=absent and the footprint for real on temporary directories, with check mode and diff ------------
 
 def _installed(dirs, tmp_path, name="xlbut"):
     """A state file and a pin directory as a deployed instance leaves them
@@ -300,21 +295,25 @@ def test_absent_check_mode_then_for_real(dirs, tmp_path):
     assert exits(xdp_lb.main, params)["changed"] is False
 
 
-def test_host_setup_check_mode_then_for_real(dirs, tmp_path):
-    """host_setup's files with state=absent (no balancer): check mode reports
-    the drift and writes nothing; a run writes; a rerun is in sync."""
-    target = tmp_path / "etc" / "xlbut.conf"
-    params = dict(dirs, name="xlbut", state="absent", host_setup={
-        "files": [{"path": str(target), "content": "x = 1\n", "mode": "0640"}], "packages": []})
+def test_footprint_check_mode_then_for_real(dirs, tmp_path):
+    """The footprint with state=absent (no balancer; the last instance):
+    check mode reports what would go and removes nothing; a run removes the
+    restore unit named as such; a rerun is in sync."""
+    systemd = tmp_path / "systemd"
+    (systemd / "multi-user.target.wants").mkdir(parents=True)
+    unit = systemd / "netfleet-xdp-lb-restore.service"
+    unit.write_text("[Unit]\n")
+    params = dict(dirs, name="xlbut", state="absent", restore_at_boot=True, systemd_dir=str(systemd))
     res = exits(xdp_lb.main, params, check_mode=True, diff=True)
     assert res["changed"] is True
-    assert res["host_setup"]["drift"] and res["host_setup"]["changed_items"] == []
-    assert {"before_header": str(target), "after_header": str(target), "before": "", "after": "x = 1\n"} in res["diff"]
-    assert not target.exists()
+    assert res["footprint"]["drift"] == ["restore unit %s: present, want absent" % unit]
+    assert res["footprint"]["changed"] == [] and unit.exists()
+    assert {"before_header": "restore unit %s" % unit, "after_header": "restore unit %s (absent)" % unit,
+            "before": "[Unit]\n", "after": ""} in res["diff"]
 
     res = exits(xdp_lb.main, params)
-    assert res["changed"] is True and res["host_setup"]["changed_items"] == [str(target)]
-    assert target.read_text() == "x = 1\n" and oct(target.stat().st_mode & 0o777) == oct(0o640)
+    assert res["changed"] is True and res["footprint"]["changed"] == ["restore unit %s: removed" % unit]
+    assert not unit.exists()
 
     res = exits(xdp_lb.main, params, check_mode=True)
-    assert res["changed"] is False and res["host_setup"]["in_sync"] is True
+    assert res["changed"] is False and res["footprint"]["in_sync"] is True

@@ -14,7 +14,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import hostsetup
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import hostsetup, packages
 
 ROOT = os.getuid() == 0
 
@@ -160,17 +160,25 @@ def test_apply_refuses_a_unit_systemd_analyze_rejects(tree):
     assert not bad.exists()
 
 
-def test_packages_from_a_query_program(tmp_path):
+def test_packages_from_a_query_program(tmp_path, monkeypatch):
     # A query program that reports 'a' and 'c' installed, whatever it is asked.
     query = tmp_path / "query"
     query.write_text("#!/bin/sh\nprintf 'ii a\\nun b\\nii c\\n'\n")
     query.chmod(0o755)
-    result = hostsetup.compare({"packages": ["a", "b", "d"], "package_query": [str(query)]})
-    assert result["missing_packages"] == ["b", "d"]
-    assert result["drift"] == ["package b: not installed", "package d: not installed"]
-    # A query that cannot run: everything missing (the install task runs).
-    result = hostsetup.compare({"packages": ["a"], "package_query": [str(tmp_path / "no-such-program")]})
-    assert result["missing_packages"] == ["a"]
+    monkeypatch.setitem(packages.QUERY, "xlbut", [str(query)])
+    assert packages.missing(["a", "b", "d"], "xlbut") == ["b", "d"]
+    # A query that cannot run, or no query: everything missing.
+    monkeypatch.setitem(packages.QUERY, "xlbut", [str(tmp_path / "no-such-program")])
+    assert packages.missing(["a"], "xlbut") == ["a"]
+    assert packages.missing(["a"], "unknown") == ["a"]
+
+
+def test_package_list_by_os():
+    debian = {"distribution": "Ubuntu", "family": "Debian"}
+    assert packages.package_list({"names": None, "extra": ["x", "clang"]}, debian) == packages.BY_OS["Debian"] + ["x"]
+    assert packages.package_list({"names": ["a"], "extra": []}, debian) == ["a"]
+    with pytest.raises(packages.PackageError, match="no package list for NixOS"):
+        packages.package_list({"names": None, "extra": []}, {"distribution": "NixOS", "family": "NixOS"})
 
 
 def test_bpffs_mountinfo(tmp_path):
@@ -230,16 +238,13 @@ def test_engine_tree_folds_into_files_and_directories(tmp_path):
     assert hostsetup.fold_engine_tree({"files": []}) == {"files": []}
 
 
-@pytest.mark.parametrize("changed, service_mgr, want", [
-    (["/etc/systemd/system/a.service"], "systemd", (True, [])),
-    (["/etc/systemd/system/multi-user.target.wants/h.service"], "systemd", (True, ["h.service"])),
-    (["/var/lib/x/h.conf.json", "sysctl net.ipv4.ip_forward=1"], "systemd", (False, ["h.service"])),
-    (["/etc/sysctl.d/60.conf"], "systemd", (False, [])),
-    (["/etc/systemd/system/a.service", "/var/lib/x/h.conf.json"], "init", (False, [])),
-    ([], "systemd", (False, [])),
-])
-def test_systemd_actions(changed, service_mgr, want):
-    manifest = {"systemd_reload": True, "restart_on_change": [
-        {"unit": "h.service", "paths": ["/etc/systemd/system/multi-user.target.wants/h.service", "/var/lib/x/h.conf.json"]}]}
-    assert hostsetup.systemd_actions(manifest, changed, service_mgr) == want
-    assert hostsetup.systemd_actions({}, changed, service_mgr)[0] is False
+def test_engine_leftovers_are_removed(tmp_path):
+    """What an older engine left (a module it no longer has, bytecode) is
+    among the absent paths, named "engine leftover"."""
+    base = tmp_path / "engine" / "ansible_collections" / "netfleet" / "xdp_lb" / "plugins" / "module_utils"
+    (base / "xdp_lb" / "__pycache__").mkdir(parents=True)
+    (base / "xdp_lb" / "oldmodule.py").write_text("")
+    (base / "xdp_lb" / "engine.py").write_text("")
+    manifest = hostsetup.fold_engine_tree({"engine_dir": str(tmp_path / "engine"), "what": {}})
+    assert manifest["absent"] == [str(base / "xdp_lb" / "__pycache__"), str(base / "xdp_lb" / "oldmodule.py")]
+    assert manifest["what"][str(base / "xdp_lb" / "oldmodule.py")] == "engine leftover"

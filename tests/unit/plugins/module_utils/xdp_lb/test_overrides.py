@@ -3,11 +3,9 @@ import json
 import os
 import subprocess
 
-import jinja2
 import pytest
-import yaml
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import model, operate, overrides
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import model, operate, overrides, units
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 5))
 SKEY = "tcp/198.18.100.1:80"
@@ -103,16 +101,10 @@ def test_bad_weights(text):
 
 
 def test_entry_point_ignores_cwd_and_pythonpath(tmp_path):
-    """The role's xdp-lb script runs the engine it names, not a planted tree in the
-    current directory or in PYTHONPATH (python -I)."""
-    with open(os.path.join(ROOT, "roles", "xdp_lb", "vars", "main.yml")) as f:
-        text = yaml.safe_load(f)["xdp_lb__cli_content"]
-    env = jinja2.Environment(keep_trailing_newline=True)
-    env.filters["to_json"] = json.dumps
+    """The module's xdp-lb entry point (units.entry_point) runs the engine it names,
+    not a planted tree in the current directory or in PYTHONPATH."""
     script = tmp_path / "xdp-lb"
-    script.write_text(env.from_string(text).render(
-        xdp_lb_restore_python="/usr/bin/python3", xdp_lb_engine_dir=os.path.join(ROOT, ".collections"),
-        xdp_lb__managed="Ansible managed"))
+    script.write_text(units.entry_point("/usr/bin/python3", os.path.join(ROOT, ".collections")))
     script.chmod(0o755)
     marker = tmp_path / "PWNED"
     evil = tmp_path / "evil"
