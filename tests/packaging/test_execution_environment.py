@@ -30,43 +30,16 @@ not have (docs/awx.md says so).
 import glob
 import os
 import shutil
-import subprocess
 import tarfile
-import tempfile
 
 import pytest
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+from pkghelp import ROOT, VENV_BIN, ok, run, user_env
+
 BUILDER = os.path.join(VENV_BIN, "ansible-builder")
 # Packages that belong on the balancer hosts (the role installs them), never in the image.
 HOST_SIDE = ("clang", "llvm", "libbpf", "bpftool", "bcc", "bpfcc", "pyroute2", "nftables", "python3-bpfcc")
-
-
-def run(argv, cwd, env):
-    return subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, check=False)
-
-
-def ok(proc):
-    assert proc.returncode == 0, "%s failed (rc %d):\n%s" % (" ".join(proc.args), proc.returncode, proc.stdout[-4000:])
-    return proc.stdout
-
-
-@pytest.fixture()
-def workdir():
-    d = tempfile.mkdtemp(prefix="xdp-lb-ee-", dir="/tmp")
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def clean_env(home):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(HOME=home, PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1")
-    return env
 
 
 @pytest.mark.skipif(not os.path.exists(BUILDER), reason="ansible-builder is not installed (requirements-dev.txt)")
@@ -75,7 +48,7 @@ def test_builder_create_and_introspection(workdir):
     ee = os.path.join(workdir, "ee")
     os.makedirs(home)
     shutil.copytree(os.path.join(ROOT, "docs", "awx"), ee)
-    env = clean_env(home)
+    env = user_env(home)
 
     build_env = dict(env, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
     ok(run([os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "build", "--output-path", ee], ROOT, build_env))
@@ -141,7 +114,7 @@ def test_builder_refuses_a_wrong_key(workdir):
     path = os.path.join(workdir, "execution-environment.yml")
     with open(path, "w") as f:
         yaml.safe_dump(definition, f)
-    proc = run([BUILDER, "create", "-f", path, "-c", os.path.join(workdir, "context")], workdir, clean_env(home))
+    proc = run([BUILDER, "create", "-f", path, "-c", os.path.join(workdir, "context")], workdir, user_env(home))
     assert proc.returncode != 0, proc.stdout
     assert "pyhton" in proc.stdout, proc.stdout
     assert not os.path.exists(os.path.join(workdir, "context", "Containerfile"))

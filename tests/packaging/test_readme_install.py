@@ -22,39 +22,9 @@ import glob
 import json
 import os
 import shutil
-import subprocess
 import tarfile
-import tempfile
 
-import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-VENV_BIN = os.path.join(ROOT, ".venv", "bin")
-
-
-def run(argv, cwd, env):
-    return subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, check=False)
-
-
-def ok(proc):
-    assert proc.returncode == 0, "%s failed (rc %d):\n%s" % (" ".join(proc.args), proc.returncode, proc.stdout[-4000:])
-    return proc.stdout
-
-
-@pytest.fixture()
-def workdir():
-    d = tempfile.mkdtemp(prefix="xdp-lb-readme-", dir="/tmp")
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def user_env(home):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(HOME=home, PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1")
-    return env
+from pkghelp import ROOT, VENV_BIN, ok, run, user_env
 
 
 def test_readme_install_from_own_directory(workdir):

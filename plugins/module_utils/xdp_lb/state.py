@@ -28,7 +28,6 @@ import fcntl
 import json
 import os
 import stat
-import tempfile
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import trust
 
@@ -96,18 +95,7 @@ def write_atomic(path, text, mode=0o644):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    trust.atomic_write(os.path.abspath(path), text.encode("utf-8") if isinstance(text, str) else text, mode)
 
 
 def save(path, data):

@@ -10,43 +10,16 @@ run."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import ctypes
-import json
 import os
-import traceback
 
 import pytest
 
 from ansible_collections.netfleet.xdp_lb.plugins.modules import xdp_lb_backend
 
 from modutils import run_module
+from netns_fork import in_own_netns
 
-CLONE_NEWNET = 0x40000000
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a network namespace)")
-
-
-def in_own_netns(fn):
-    """fn() in a forked child with a new network namespace; its return value (JSON)."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        try:
-            if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "unshare")
-            out = {"ok": fn()}
-        except BaseException:        # pylint: disable=broad-except
-            out = {"error": traceback.format_exc()}
-        with os.fdopen(write, "w") as handle:
-            json.dump(out, handle)
-        os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as handle:
-        data = handle.read()
-    os.waitpid(pid, 0)
-    out = json.loads(data)
-    assert "error" not in out, out["error"]
-    return out["ok"]
 
 
 def test_present_rerun_change_absent(tmp_path):

@@ -25,11 +25,9 @@ temporary directories.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import ctypes
 import json
 import os
 import re
-import traceback
 
 import pytest
 
@@ -37,6 +35,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import footprint, hostsetup, units
 from ansible_collections.netfleet.xdp_lb.plugins.modules import xdp_lb as module
+from netns_fork import in_own_netns
 
 ROOT = os.getuid() == 0
 HEALTH = units.health_unit_name("t1")
@@ -306,33 +305,6 @@ def test_saved_sysctls_of_the_earlier_role_move(stand, tmp_path):
     assert not any(line.startswith("sysctl net.") for line in report["changed"])
     changed, report = out["rerun"]
     assert changed is False and report["drift"] == []
-
-
-CLONE_NEWNET = 0x40000000
-
-
-def in_own_netns(fn):
-    """fn() in a forked child with a new network namespace; its JSON result."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        try:
-            if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "unshare")
-            out = {"ok": fn()}
-        except BaseException:        # pylint: disable=broad-except
-            out = {"error": traceback.format_exc()}
-        with os.fdopen(write, "w") as handle:
-            json.dump(out, handle)
-        os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as handle:
-        data = handle.read()
-    os.waitpid(pid, 0)
-    out = json.loads(data)
-    assert "error" not in out, out["error"]
-    return out["ok"]
 
 
 @pytest.mark.parametrize("field", ["systemd_dir", "host_command.bin_dir"])
