@@ -2,8 +2,8 @@
 
 A nat instance (engine.run, the module's code path) in a namespace lab of
 its own (prefix xlbc-t<pid>) with two backends on one backend host; the
-command is the role's own entry point (roles/xdp_lb/vars/main.yml
-xdp_lb__cli_content rendered with the engine dir = this checkout), run as
+command is the module's own entry point (units.entry_point, with the
+engine dir = this checkout), run as
 a separate process with the system Python from a directory holding a
 planted `ansible_collections` tree and with a hostile PYTHONPATH.
 
@@ -24,12 +24,11 @@ import shutil
 import subprocess
 import tempfile
 
-import jinja2
 import pytest
 import yaml
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    engine, explain, flows, maps, model, overrides, state)
+    engine, explain, flows, maps, model, overrides, state, units)
 
 import nslab
 from nslab import sh
@@ -40,16 +39,6 @@ VIP = "198.18.100.1"
 SVC = "198.18.100.1:53/udp"
 KEY = "udp/198.18.100.1:53"
 BE1, BE2 = "198.18.1.11", "198.18.1.12"
-
-
-def render_entry_point(engine_dir, python="/usr/bin/python3"):
-    """The role's xdp-lb script, rendered as the role renders it."""
-    with open(os.path.join(ROOT, "roles", "xdp_lb", "vars", "main.yml")) as f:
-        text = yaml.safe_load(f)["xdp_lb__cli_content"]
-    env = jinja2.Environment(keep_trailing_newline=True)
-    env.filters["to_json"] = json.dumps
-    return env.from_string(text).render(xdp_lb_restore_python=python, xdp_lb_engine_dir=engine_dir,
-                                        xdp_lb__managed="Ansible managed")
 
 
 @pytest.fixture
@@ -65,7 +54,7 @@ def lab(tmp_path):
     bin_dir.mkdir()
     xdp_lb = str(bin_dir / "xdp-lb")
     with open(xdp_lb, "w") as f:
-        f.write(render_entry_point(os.path.join(ROOT, ".collections")))
+        f.write(units.entry_point("/usr/bin/python3", os.path.join(ROOT, ".collections")))
     os.chmod(xdp_lb, 0o755)
     evil = tmp_path / "evil"
     planted = evil / "ansible_collections" / "netfleet" / "xdp_lb" / "plugins" / "module_utils" / "xdp_lb"

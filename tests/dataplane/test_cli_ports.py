@@ -14,11 +14,11 @@ import subprocess
 
 import pytest
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import engine, model
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import engine, model, units
 
 import nslab
 from nslab import sh
-from test_cli import FILES, render_entry_point, ROOT
+from test_cli import FILES, ROOT
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def lab(tmp_path):
     state_dir = str(tmp_path / "state")
     xdp_lb = str(tmp_path / "xdp-lb")
     with open(xdp_lb, "w") as f:
-        f.write(render_entry_point(os.path.join(ROOT, ".collections")))
+        f.write(units.entry_point("/usr/bin/python3", os.path.join(ROOT, ".collections")))
     os.chmod(xdp_lb, 0o755)
     params = {"name": "rd", "netns": ns["lb"], "interfaces": ["front0"], "mode": "redirect",
               "redirect_interfaces": ["r0", "r1"], "redirect_algorithm": "flow_hash",
