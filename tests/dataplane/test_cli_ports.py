@@ -140,7 +140,7 @@ def test_ports_add_remove_restore_and_clear(lab):
     for args, text in ((["ports", "add", "nope0"], "interface nope0 not found"),
                        (["ports", "add", "r0"], "r0 is already a redirect port of rd"),
                        (["ports", "remove", "r1"], "r1 is not a redirect port of rd"),
-                       (["ports", "add", "a/b"], "'a/b' is not a valid interface name"),
+                       (["ports", "add", "a/b"], "a/b is not a valid interface name"),
                        (["ports"], "give 'list'")):
         r = xdp_lb(lab, *args)
         assert r.returncode == 2 and text in r.stderr and len(r.stderr.splitlines()) == 1, (args, r.stderr)
