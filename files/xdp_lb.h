@@ -18,7 +18,7 @@
 
 #include <linux/types.h>
 
-#define XDP_LB_ABI_VERSION 4
+#define XDP_LB_ABI_VERSION 5
 
 /* ---- sizes (override with -D at build time) ---------------------------- */
 #ifndef XDP_LB_MAX_SERVICES
@@ -26,6 +26,9 @@
 #endif
 #ifndef XDP_LB_MAX_BACKENDS
 #define XDP_LB_MAX_BACKENDS 4096    /* backend slots over all services; id 0 is "none" */
+#endif
+#if XDP_LB_MAX_BACKENDS > 65536
+#error "XDP_LB_MAX_BACKENDS: backend ids are 16 bits in lb_ring (at most 65536)"
 #endif
 #ifndef XDP_LB_RING_SIZE
 #define XDP_LB_RING_SIZE 65537      /* per-service lookup table, prime */
@@ -48,7 +51,7 @@
 /* XDP_LB_HZ: the kernel's CONFIG_HZ, if known (the control plane passes it):
  * the caches then count time in jiffies, else in coarse nanoseconds. */
 #ifndef XDP_LB_NH_REPLY_SLOTS
-#define XDP_LB_NH_REPLY_SLOTS 1024  /* next-hop cache slots for NAT replies (by client) */
+#define XDP_LB_NH_REPLY_SLOTS 256   /* next-hop cache slots for NAT replies (by client), per CPU */
 #endif
 
 #ifndef XDP_LB_VIP_FILTER_BITS
@@ -62,6 +65,12 @@
 /* Each service owns two rings (double buffer): the control plane fills the
  * inactive one, then flips lb_service.ring_slot with a single map update. */
 #define XDP_LB_RINGS (XDP_LB_MAX_SERVICES * 2)
+
+/* lb_ring packs XDP_LB_RING_LANES 16-bit backend ids into each 8-byte
+ * array value (ABI 5; before, one __u32 id per entry, which the kernel
+ * stores in an 8-byte slot: four times the memory). */
+#define XDP_LB_RING_LANES 4
+#define XDP_LB_RING_WORDS ((XDP_LB_RING_SIZE + XDP_LB_RING_LANES - 1) / XDP_LB_RING_LANES)
 
 /* ---- enums -------------------------------------------------------------- */
 enum xdp_lb_mode {
@@ -133,8 +142,13 @@ struct lb_service {
 	__u32 flags;                /* reserved, 0 */
 };
 
-/* lb_ring[(id * 2 + ring_slot) * XDP_LB_RING_SIZE + hash % XDP_LB_RING_SIZE]
- * holds a backend id (0: no backend). */
+/* lb_ring[(id * 2 + ring_slot) * XDP_LB_RING_WORDS + pos / XDP_LB_RING_LANES]
+ * .id[pos % XDP_LB_RING_LANES], pos = hash % XDP_LB_RING_SIZE, holds a
+ * backend id (0: no backend).  The lanes after a ring's last position are
+ * zero. */
+struct lb_ring_word {
+	__u16 id[XDP_LB_RING_LANES];
+};
 
 /* lb_backends[id], id 1..XDP_LB_MAX_BACKENDS-1. */
 struct lb_backend {

@@ -100,8 +100,8 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
-	__type(value, __u32);
-	__uint(max_entries, XDP_LB_RINGS * XDP_LB_RING_SIZE);
+	__type(value, struct lb_ring_word);
+	__uint(max_entries, XDP_LB_RINGS * XDP_LB_RING_WORDS);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_ring SEC(".maps");
 
@@ -1100,7 +1100,8 @@ static __always_inline struct lb_backend *known_flow(struct lb_packet *pkt,
 /* New flow: hash -> the service's live ring -> backend id. */
 static __always_inline __u32 pick_backend(const struct lb_packet *pkt, const struct lb_service *svc)
 {
-	__u32 hash, index, *id;
+	struct lb_ring_word *word;
+	__u32 hash, pos, index;
 
 	/* The array lookup bounds-checks the index anyway; these keep one
 	 * service from reading another's ring on a bad id or slot. */
@@ -1110,9 +1111,10 @@ static __always_inline __u32 pick_backend(const struct lb_packet *pkt, const str
 		hash = hash_ip_pair(&pkt->flow);
 	else
 		hash = hash_flow(&pkt->flow, LB_SEED_FLOW);
-	index = (svc->id * 2 + svc->ring_slot) * XDP_LB_RING_SIZE + hash % XDP_LB_RING_SIZE;
-	id = bpf_map_lookup_elem(&lb_ring, &index);
-	return id ? *id : 0;
+	pos = hash % XDP_LB_RING_SIZE;
+	index = (svc->id * 2 + svc->ring_slot) * XDP_LB_RING_WORDS + pos / XDP_LB_RING_LANES;
+	word = bpf_map_lookup_elem(&lb_ring, &index);
+	return word ? word->id[pos % XDP_LB_RING_LANES] : 0;
 }
 
 /* Claims a NAT source port for a new flow: port_min + (hash + i) % span,

@@ -93,6 +93,7 @@ class Lab:
         self.maps = {}
         self.ifindex = {}
         self._rings = {}            # (service id, slot) -> ids last written
+        self._ring_u32 = False      # lb_ring of ABI 4 and before (see load)
 
     # ---- lifecycle ----------------------------------------------------------
     def start(self, obj_path):
@@ -139,6 +140,10 @@ class Lab:
         for name, (ktype, vtype, percpu) in layout.MAPS.items():
             if name in have:        # an older revision's object (benchmark baseline) lacks some
                 self.maps[name] = bpf.Map(new.map_fd(name), ktype, vtype, percpu=percpu, owned=False)
+        # up to ABI 4 (benchmark baseline): one __u32 backend id per lb_ring entry
+        self._ring_u32 = "lb_ring" in have and int(bpf.fd_info(new.map_fd("lb_ring"))["value_size"]) == 4
+        if self._ring_u32:
+            self.maps["lb_ring"] = bpf.Map(new.map_fd("lb_ring"), layout.U32, layout.U32, owned=False)
         for name, (v4, v6) in layout.FLOW_TABLES.items():     # "lb_ct", "lb_nat_rev": both families
             if v4 in have:
                 self.maps[name] = maps.FlowTable(self.maps[v4], self.maps[v6])
@@ -234,13 +239,20 @@ class Lab:
             vals = (ids * (size // len(ids) + 1))[:size]
         else:
             vals = [0] * size
-        self.maps["lb_ring"].update_batch(range(base, base + size), vals)
+        if self._ring_u32:
+            base = (sid * 2 + slot) * size
+            self.maps["lb_ring"].update_batch(range(base, base + size), vals)
+        else:
+            words = layout.ring_pack(vals)
+            self.maps["lb_ring"].update_batch(range(base, base + len(words)), words)
         self._rings[(sid, slot)] = tuple(ids)
 
     def ring_at(self, sid, position, slot=0):
         size = layout.DEFAULT_SIZES["XDP_LB_RING_SIZE"]
         index = layout.ring_index(sid, slot, position, size)
-        return self.maps["lb_ring"].lookup(layout.U32(index)).value
+        if self._ring_u32:
+            return self.maps["lb_ring"].lookup(layout.U32((sid * 2 + slot) * size + position)).value
+        return self.maps["lb_ring"].lookup(layout.U32(index)).id[position % layout.RING_LANES]
 
     def set_tx_port(self, slot, dev):
         self.maps["lb_tx_ports"].update(layout.U32(slot), layout.U32(self.ifindex[dev]))

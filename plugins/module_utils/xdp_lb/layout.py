@@ -16,7 +16,7 @@ import ipaddress
 import socket
 import struct
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 
 # Defaults of the compile-time sizes (override with build defines).
 DEFAULT_SIZES = {
@@ -28,7 +28,7 @@ DEFAULT_SIZES = {
     "XDP_LB_PORT_PROBES": 8,
     "XDP_LB_NH_TTL_MS": 100,
     "XDP_LB_SVC_TTL_MS": 100,
-    "XDP_LB_NH_REPLY_SLOTS": 1024,
+    "XDP_LB_NH_REPLY_SLOTS": 256,
     "XDP_LB_VIP_FILTER_BITS": 65536,
 }
 
@@ -163,6 +163,14 @@ class LbNatEntry(ct.Structure):
     ]
 
 
+RING_LANES = 4                  # backend ids per lb_ring value (ABI 5)
+
+
+class LbRingWord(ct.Structure):
+    """lb_ring value: RING_LANES 16-bit backend ids (struct lb_ring_word)."""
+    _fields_ = [("id", ct.c_uint16 * RING_LANES)]
+
+
 class LbCounter(ct.Structure):
     _fields_ = [
         ("packets", ct.c_uint64),
@@ -199,7 +207,7 @@ U32 = ct.c_uint32
 MAPS = {
     "lb_config": (U32, LbConfig, False),
     "lb_services": (LbServiceKey, LbService, False),
-    "lb_ring": (U32, U32, False),
+    "lb_ring": (U32, LbRingWord, False),
     "lb_backends": (U32, LbBackend, False),
     "lb_ct4": (LbFlow4, LbCtEntry, False),
     "lb_ct6": (LbFlow, LbCtEntry, False),
@@ -230,6 +238,7 @@ LEGACY_MAPS = {"lb_ct": (9, ct.sizeof(LbFlow)), "lb_nat_rev": (9, ct.sizeof(LbFl
 # A pinned map of one of these shapes is an upgrade (migrated); one of
 # another shape is not ours, and is refused (maps.MapSet.foreign).
 OLDER_SHAPES = {
+    "lb_ring": [(2, 4, 4)],
     "lb_config": [(2, 4, 40)],
     "lb_ct": [(9, 40, 8), (9, 40, 16)],
     "lb_nat_rev": [(9, 40, 40)],
@@ -267,6 +276,31 @@ def ntohs(port):
     return socket.ntohs(port)
 
 
+def ring_words(ring_size):
+    """lb_ring values per ring: RING_LANES positions each, the last one padded with zeros."""
+    return (ring_size + RING_LANES - 1) // RING_LANES
+
+
 def ring_index(service_id, slot, position, ring_size):
-    """Index into lb_ring of a service's ring slot (0/1) at ``position``."""
-    return (service_id * 2 + slot) * ring_size + position
+    """Index into lb_ring of the value that holds a service's ring slot (0/1) at
+    ``position`` (lane ``position % RING_LANES`` of it)."""
+    return (service_id * 2 + slot) * ring_words(ring_size) + position // RING_LANES
+
+
+def ring_pack(ring):
+    """A ring (backend ids by position) as lb_ring values (LbRingWord)."""
+    out = []
+    for start in range(0, len(ring), RING_LANES):
+        word = LbRingWord()
+        for lane, bid in enumerate(ring[start:start + RING_LANES]):
+            word.id[lane] = bid
+        out.append(word)
+    return out
+
+
+def ring_unpack(words, ring_size):
+    """The ring (tuple of backend ids, ``ring_size`` long) held in lb_ring values ``words``."""
+    out = []
+    for word in words:
+        out.extend(word.id)
+    return tuple(out[:ring_size])

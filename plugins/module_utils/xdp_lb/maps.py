@@ -163,7 +163,7 @@ def expected_map_shapes(sizes):
     s.update(sizes)
     entries = {
         "lb_config": 1, "lb_services": s["XDP_LB_MAX_SERVICES"],
-        "lb_ring": 2 * s["XDP_LB_MAX_SERVICES"] * s["XDP_LB_RING_SIZE"],
+        "lb_ring": 2 * s["XDP_LB_MAX_SERVICES"] * layout.ring_words(s["XDP_LB_RING_SIZE"]),
         "lb_backends": s["XDP_LB_MAX_BACKENDS"], "lb_ct4": s["XDP_LB_CT_SIZE"],
         "lb_ct6": s["XDP_LB_CT_SIZE"], "lb_nat4": s["XDP_LB_CT_SIZE"], "lb_nat6": s["XDP_LB_CT_SIZE"],
         "lb_vip_filter": s["XDP_LB_VIP_FILTER_BITS"] // 64, "lb_stats": layout.STATS.__len__(),
@@ -514,7 +514,7 @@ def read_tables(maps, ring_size, max_backends, max_redirect=None):
             t.rings[svc.id] = None
             continue
         start = layout.ring_index(svc.id, svc.ring_slot, 0, ring_size)
-        t.rings[svc.id] = tuple(ring.lookup_batch(start, ring_size))
+        t.rings[svc.id] = layout.ring_unpack(ring.lookup_batch(start, layout.ring_words(ring_size)), ring_size)
     ports = maps.get("lb_tx_ports")
     for slot in range(max_redirect):
         v = ports.lookup(layout.U32(slot))
@@ -849,7 +849,8 @@ def _do(maps, op, value):
         sid, slot = op.key
         ring = value
         start = layout.ring_index(sid, slot, 0, len(ring))
-        m.update_batch(range(start, start + len(ring)), ring)
+        words = layout.ring_pack(ring)
+        m.update_batch(range(start, start + len(words)), words)
     elif op.kind == "clear":
         m.update(layout.U32(op.key), [layout.LbCounter()] * bpf.possible_cpus())
     elif value is None and op.map in ARRAYS:

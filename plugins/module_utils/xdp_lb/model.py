@@ -37,7 +37,7 @@ FLOW_IDLE_TIMEOUT_MAX = 86400 * 7
 RING_FACTOR = 100            # ring_size must exceed RING_FACTOR x the largest backend count
 RING_SIZE_MAX = 1 << 24      # keeps lb_ring (2 x max_services rings) addressable and sane
 MAX_SERVICES_LIMIT = 1024
-MAX_BACKENDS_LIMIT = 1 << 20
+MAX_BACKENDS_LIMIT = 1 << 16     # backend ids are 16 bits in lb_ring (ABI 5)
 CT_SIZE_LIMIT = 1 << 24
 
 SERVICE_KEYS = ("vip", "port", "protocol", "scheduler", "backends", "allow_no_backends")

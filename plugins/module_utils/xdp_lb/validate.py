@@ -173,7 +173,7 @@ def check_map_memory(shapes, ncpus, fields, budget=MAP_MEMORY_BUDGET, budget_fie
         top = sorted(sizes.items(), key=lambda kv: -kv[1])[:2]
         raise ConfigError("map sizes", "[%s]" % named,
                           "need %s of map memory (%s) on %d CPUs, more than the budget of %s%s; lower them%s "
-                          "(lb_ring is 2 x max_services x ring_size entries)"
+                          "(lb_ring is 2 x max_services x ring_size / 4 entries)"
                           % (mib(total), ", ".join("%s %s" % (n, mib(b)) for n, b in top), ncpus, mib(budget),
                              " (%s)" % budget_field if budget_field else "",
                              " or raise %s" % budget_field if budget_field else ""))
