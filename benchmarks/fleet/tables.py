@@ -20,7 +20,8 @@ def summary(doc):
         if r["transport"] != "ssh":
             continue
         cells = [str(r["hosts"]), str(r["rounds"]), fmt(r["ping"], 1), fmt(r["ping_cpu"] / r["hosts"], 3)]
-        cells += [fmt(r.get(k + "_cpu", 0) / r["hosts"], 3) for k in PHASES]
+        # a phase not run (--phases): blank
+        cells += [fmt(r[k + "_cpu"] / r["hosts"], 3) if k + "_cpu" in r else "" for k in PHASES]
         cells += ["**%sx** (%s-%s)" % (fmt(r.get(k + "_cpu_x")), fmt(r[k + "_cpu_x_range"][0]),
                                        fmt(r[k + "_cpu_x_range"][1])) if k + "_cpu_x" in r else "" for k in PHASES]
         cells += ["%sx (%s-%s)" % (fmt(r.get(k + "_x"), 1), fmt(r[k + "_x_range"][0], 1),
@@ -34,7 +35,8 @@ def summary(doc):
         if r["transport"] != "ssh":
             continue
         cells = [str(r["hosts"])]
-        cells += [fmt((r.get(k + "_hosts_cpu") or 0) / r["hosts"], 2) for k in PHASES]
+        cells += [fmt(r[k + "_hosts_cpu"] / r["hosts"], 2) if r.get(k + "_hosts_cpu") is not None else ""
+                  for k in PHASES]
         cells += [fmt(r.get(k + "_machine_cpu"), 1) for k in ("ping",) + PHASES]
         cells += [fmt(r.get(k), 1) for k in PHASES]
         print("| " + " | ".join(cells) + " |")
@@ -54,7 +56,7 @@ def rounds(doc):
             " / ".join(fmt(r.get(k + "_hosts_cpu"), 1) for k in PHASES),
             " / ".join(fmt(r.get(k), 1) for k in PHASES),
             r.get("rerun_changed"), r.get("ping_load", "").split()[0] if r.get("ping_load") else "",
-            r.get("first_load_before", "").split()[0], r.get("rolling_load_before", " ").split()[0]))
+            (r.get("first_load_before") or "-").split()[0], (r.get("rolling_load_before") or "-").split()[0]))
 
 
 def settings(doc):
