@@ -122,7 +122,7 @@ class Inventory:
         if not prepare:
             # the host preparation was done by the first deploy (test_operations does the same)
             children["xdp_lb_balancers"]["vars"].update(
-                {"xdp_lb_manage_bpffs": False, "xdp_lb_manage_sysctl": False, "xdp_lb_restore_unit": False})
+                {"xdp_lb_manage_bpffs": False, "xdp_lb_manage_sysctl": False})
         path = os.path.join(OUT, "inventory-%s.yml" % step)
         with open(path, "w") as f:
             yaml.safe_dump(data, f, default_flow_style=False)
@@ -136,7 +136,7 @@ class Inventory:
             hv["pools"] = ["web"] if host[len(PREFIX):] in web else []
         data["all"]["children"]["lab_backends_all"] = {"hosts": hosts}
         data["all"]["children"]["xdp_lb_balancers"]["vars"].update(
-            {"xdp_lb_manage_bpffs": False, "xdp_lb_manage_sysctl": False, "xdp_lb_restore_unit": False})
+            {"xdp_lb_manage_bpffs": False, "xdp_lb_manage_sysctl": False})
         static = os.path.join(OUT, "dynamic", "10-hosts.yml")
         os.makedirs(os.path.dirname(static), exist_ok=True)
         with open(static, "w") as f:

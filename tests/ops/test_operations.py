@@ -113,7 +113,7 @@ def write_vars(step, backends, source=None, prepare=True):
                             for proto in ("udp", "tcp")],
     }
     if not prepare and not FULL_ROLE:
-        data.update({"xdp_lb_manage_bpffs": False, "xdp_lb_manage_sysctl": False, "xdp_lb_restore_unit": False})
+        data.update({"xdp_lb_manage_bpffs": False, "xdp_lb_manage_sysctl": False})
     if source:
         data["xdp_lb_source"] = source
     path = os.path.join(OUT, "vars-%s.json" % step)
