@@ -45,6 +45,17 @@ def nat_topology(ns, backends):
        "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.front0.rp_filter=2", "net.ipv4.conf.back0.rp_filter=2")
 
 
+def send_udp(ns, vip, ports):
+    """One 20-byte UDP datagram to ``vip``:53 from the client (198.18.0.2) per source port in ``ports``."""
+    code = ("import socket\n"
+            "for p in %r:\n"
+            "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "    s.bind(('198.18.0.2', p))\n"
+            "    s.sendto(b'x' * 20, (%r, 53))\n"
+            "    s.close()\n" % (list(ports), vip))
+    sh("ip", "netns", "exec", ns["client"], "/usr/bin/python3", "-c", code)
+
+
 def remove(ns, params, deployed):
     """Removes the instance of ``params`` (if it was deployed), the namespaces and the pins;
     goes on past a failure of the first step."""

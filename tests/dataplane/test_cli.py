@@ -109,13 +109,7 @@ def packets(st):
 
 
 def send_udp(lab, ports):
-    code = ("import socket\n"
-            "for p in %r:\n"
-            "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-            "    s.bind(('198.18.0.2', p))\n"
-            "    s.sendto(b'x' * 20, (%r, 53))\n"
-            "    s.close()\n" % (list(ports), VIP))
-    sh("ip", "netns", "exec", lab["ns"]["client"], "/usr/bin/python3", "-c", code)
+    nslab.send_udp(lab["ns"], VIP, ports)
 
 
 def play(lab, **extra):

@@ -60,13 +60,7 @@ def lab(tmp_path):
 
 
 def send_udp(lab, ports):
-    code = ("import socket\n"
-            "for p in %r:\n"
-            "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-            "    s.bind(('198.18.0.2', p))\n"
-            "    s.sendto(b'x' * 20, (%r, 53))\n"
-            "    s.close()\n" % (list(ports), VIP))
-    sh("ip", "netns", "exec", lab["ns"]["client"], "/usr/bin/python3", "-c", code)
+    nslab.send_udp(lab["ns"], VIP, ports)
 
 
 def live(lab):
