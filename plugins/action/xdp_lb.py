@@ -16,6 +16,11 @@ backends resolved here, from the task's ``groups`` and ``hostvars``
 before the module runs, so nothing on the host changes.  The result then
 carries ``backend_changes`` (backends that join, leave or change weight,
 by inventory host name and address) and, in diff mode, the same as text.
+
+An option given as null is dropped here, as if it were not given (also
+inside the dict options): a role maps a variable left at null onto an
+option as ``"{{ var }}"``, without ``if var is not none else omit``, which
+costs the controller a larger template to compile per option and host.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -30,7 +35,18 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.netfleet.xdp_lb.plugins.plugin_utils import inventory_backends
 
 SOURCE_FILES = ("xdp_loadbalancer.c", "xdp_lb.h")
+# dict options whose null suboptions are dropped like null options
+DICT_OPTIONS = ("host_command", "health_checks", "metrics", "sysctls", "packages")
 FILES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "files")
+
+
+def without_nulls(args):
+    """The task's arguments without the options (and DICT_OPTIONS' suboptions) given as null."""
+    out = dict((k, v) for k, v in args.items() if v is not None)
+    for name in DICT_OPTIONS:
+        if isinstance(out.get(name), dict):
+            out[name] = dict((k, v) for k, v in out[name].items() if v is not None)
+    return out
 
 
 def read_sources(directory=FILES_DIR):
@@ -54,7 +70,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        args = dict(self._task.args)
+        args = without_nulls(self._task.args)
         if "_sources" in args:
             raise AnsibleActionFail("_sources is set by the action plugin; use source for a directory "
                                     "on the host")

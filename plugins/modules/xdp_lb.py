@@ -30,6 +30,8 @@ description:
   - Concurrent runs for one instance are serialised with a lock file in O(state_dir).
   - Must run through its action plugin (the normal case). The plugin ships the collection's
     C(files/xdp_loadbalancer.c) and C(files/xdp_lb.h) to the host unless O(source) is set.
+  - An option given as null is treated as not given (the action plugin drops it, also inside
+    O(host_command), O(health_checks), O(metrics), O(sysctls) and O(packages)), so its default applies.
 author:
   - netfleet.xdp_lb contributors (@netfleet)
 extends_documentation_fragment:

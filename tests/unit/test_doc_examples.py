@@ -316,7 +316,12 @@ def test_extractor_honours_the_marker():
 
 @pytest.mark.parametrize("data, message", [
     ({"xdp_lb_mode": "tunnel"}, "value of xdp_lb_mode must be one of"),
-    ({"xdp_lb_services": [{"port": 80, "backends": []}]}, "missing required arguments: vip"),
+    # the argument spec checks types and choices, naming the variable ...
+    ({"xdp_lb_ring_size": "big"}, "argument 'xdp_lb_ring_size' is of type str"),
+    ({"xdp_lb_services": ["web"]}, "option 'xdp_lb_services'"),
+    ({"xdp_lb_health_probes": "tcp"}, "argument 'xdp_lb_health_probes' is of type str"),
+    # ... the module the entries of services (meta/argument_specs.yml is lean: one task per host runs it)
+    ({"xdp_lb_services": [{"port": 80, "backends": []}]}, "xdp_lb_services[0].vip: None is required"),
     ({"xdp_lb_services": [{"vip": "198.18.0.1", "port": 80, "backends": [{"address": "198.18.1.1", "weight": 2000}]}]},
      "xdp_lb_services[0].backends[0].weight: 2000 is not an integer from 0 to 1000"),
     ({"xdp_lb_services": [{"vip": "192.0.2.1", "port": 80, "backends": [{"address": "198.18.1.1"}]}]},
