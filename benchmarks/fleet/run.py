@@ -45,11 +45,20 @@ SSH to the namespaces, and the gate's requests inside the lab.
 `--settings N` instead measures controller settings on one fleet of N hosts
 (first deploy once, then --rounds rounds of ping and reruns, one per
 variant, interleaved): forks, strategy free, pipelining off, ControlPersist
-off, fact gathering (`-m setup` next to `-m ping`), Mitogen.
+off, fact gathering (`-m setup` next to `-m ping`, unless --no-setup),
+Mitogen; and the role itself: `no_check` (the rerun without the role's
+argument check, `--skip-tags always`), `module_only` (the module alone,
+benchmarks/fleet/module_only.yml) and `before` (the rerun with another
+checkout of the collection: FLEET_BENCH_BEFORE names a collections
+directory, i.e. one holding ansible_collections/netfleet/xdp_lb, made e.g.
+with `git archive main`).  With --profile DIR, after the rounds, one
+rerun of `base` and of `before` each under
+benchmarks/fleet/profile_controller.py (into DIR/<variant>, and
+DIR/<variant>-cpu with --cpu-only).
 
 Environment (so that parallel runs do not collide): FLEET_BENCH_PREFIX
 (xlbb-), FLEET_BENCH_MGMT_NET (198.19.50), FLEET_BENCH_OUT
-(build/bench-fleet).
+(build/bench-fleet), FLEET_BENCH_BEFORE (variant `before`).
 """
 import argparse
 import datetime
@@ -170,8 +179,11 @@ VARIANTS = {
     "no_pipelining": {"ANSIBLE_PIPELINING": "False"},
     "no_controlpersist": {"ANSIBLE_SSH_ARGS": SSH_ARGS_NO_PERSIST},
     "mitogen": {"transport": "mitogen"},
-    # not a setting: the module alone (module_only.yml), the floor of the role's rerun
+    # not settings: the module alone (module_only.yml), the floor of the role's rerun; the
+    # rerun without the role's argument check; the rerun with another checkout of the collection
     "module_only": {"phase": "module_only"},
+    "no_check": {"args": ["--skip-tags", "always"]},
+    "before": {"ANSIBLE_COLLECTIONS_PATH": os.environ.get("FLEET_BENCH_BEFORE") or ""},
 }
 
 
@@ -341,10 +353,12 @@ PHASES = {
 }
 
 
-def play(n, phase, transport, args, row, env_extra=None, label=None):
+def play(n, phase, transport, args, row, env_extra=None, label=None, extra_args=None):
     book, tcp4, extra, expect = PHASES[phase]
     inv = write_inventory(n, tcp4)
-    if extra is None:
+    if extra_args is not None:
+        extra = extra_args
+    elif extra is None:
         extra = ["-e", json.dumps({"xdp_lb_rolling_batches": json.loads(args.batches)})]
     name = label or phase
     variant = "-" + row["variant"] if "variant" in row else ""
@@ -407,6 +421,11 @@ def settings(n, args, doc):
     if "mitogen" in variants and mitogen_strategy_dir() is None:
         variants.remove("mitogen")
         doc["notes"].append("mitogen not importable in the venv: skipped")
+    if "before" in variants and not VARIANTS["before"]["ANSIBLE_COLLECTIONS_PATH"]:
+        variants.remove("before")
+        doc["notes"].append("before: FLEET_BENCH_BEFORE not set: skipped")
+    elif "before" in variants:
+        doc["before_collections"] = VARIANTS["before"]["ANSIBLE_COLLECTIONS_PATH"]
     rows = doc["settings"] = []
     fleet_up(n)
     try:
@@ -421,21 +440,25 @@ def settings(n, args, doc):
                 extra = dict(VARIANTS[variant])
                 transport = extra.pop("transport", "ssh")
                 phase = extra.pop("phase", "rerun")
+                extra_args = extra.pop("args", None)
                 row = {"hosts": n, "variant": variant, "round": rnd, "transport": transport,
                        "forks": int(extra.get("ANSIBLE_FORKS", args.forks))}
                 try:
                     ping_row(n, transport, args, row, extra, times=1)
-                    setup = module_runs(n, inv, ansible_env(transport, forks=args.forks, extra=extra),
-                                        "ansible.builtin.setup", 1)
-                    row["setup"] = round(setup[0]["wall"], 2)
-                    row["setup_cpu"] = round(setup[0]["cpu"], 2)
-                    play(n, phase, transport, args, row, extra, label="rerun")
+                    if not args.no_setup:
+                        setup = module_runs(n, inv, ansible_env(transport, forks=args.forks, extra=extra),
+                                            "ansible.builtin.setup", 1)
+                        row["setup"] = round(setup[0]["wall"], 2)
+                        row["setup_cpu"] = round(setup[0]["cpu"], 2)
+                    play(n, phase, transport, args, row, extra, label="rerun", extra_args=extra_args)
                 except RuntimeError as exc:
                     print("FAILED: %s" % exc, flush=True)
                     row["error"] = str(exc)
                 rows.append(row)
                 with open(args.json, "w") as f:
                     json.dump(doc, f, indent=1)
+        if args.profile:
+            doc["profile"] = profile_reruns(n, args, [v for v in ("base", "before") if v in variants])
     finally:
         fleet_down(n)
     out = []
@@ -450,8 +473,32 @@ def settings(n, args, doc):
             if vals:
                 item[key] = round(statistics.median(vals), 2)
                 item[key + "_range"] = [round(min(vals), 2), round(max(vals), 2)]
+        ratios = [r["rerun_cpu"] / r["ping_cpu"] for r in sel if r.get("rerun_cpu") and r.get("ping_cpu")]
+        if ratios:      # controller CPU of the rerun over that of the ping just before it
+            item["rerun_cpu_x"] = round(statistics.median(ratios), 2)
+            item["rerun_cpu_x_range"] = [round(min(ratios), 2), round(max(ratios), 2)]
         out.append(item)
     doc["settings_summary"] = out
+    return out
+
+
+def profile_reruns(n, args, variants):
+    """A rerun per variant under profile_controller.py: cProfile (shares) and --cpu-only (main process)."""
+    inv = write_inventory(n)
+    out = {}
+    for variant in variants:
+        env = ansible_env("ssh", forks=args.forks, extra=VARIANTS[variant])
+        for mode in ("profile", "cpu"):
+            where = os.path.join(args.profile, variant + ("-cpu" if mode == "cpu" else ""))
+            argv = [os.path.join(VENV, "python"), os.path.join(HERE, "profile_controller.py"), where]
+            argv += (["--cpu-only", "--"] if mode == "cpu" else ["--"]) + ["-i", inv, os.path.join(ROOT, "site.yml")]
+            m, r = timed(argv, env)
+            rc = recap(r.stdout)
+            got = {"cpu": round(m["cpu"], 2), "wall": round(m["wall"], 2), "rc": r.returncode,
+                   "changed": sorted(set(h["changed"] for h in rc.values()))}
+            out["%s-%s" % (variant, mode)] = got
+            print("profile %s %s: rc %d, controller CPU %.1f s, changed %s" % (
+                variant, mode, r.returncode, m["cpu"], got["changed"]), flush=True)
     return out
 
 
@@ -497,7 +544,10 @@ def main():
     ap.add_argument("--batches", default='[1, "25%"]', help="rolling.yml's xdp_lb_rolling_batches (JSON)")
     ap.add_argument("--settings", type=int, metavar="N",
                     help="measure controller settings on one fleet of N hosts instead")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="with --settings: " + ", ".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join(v for v in VARIANTS if v not in ("no_check", "before")),
+                    help="with --settings: " + ", ".join(VARIANTS))
+    ap.add_argument("--no-setup", action="store_true", help="with --settings: no `ansible -m setup` runs")
+    ap.add_argument("--profile", metavar="DIR", help="with --settings: profile a rerun of base and before")
     ap.add_argument("--json", default=None,
                     help="results file (build/bench-fleet/results.json, or settings.json with --settings)")
     args = ap.parse_args()
@@ -528,12 +578,13 @@ def main():
             doc["loadavg_end"] = loadavg()
             with open(args.json, "w") as f:
                 json.dump(doc, f, indent=1)
-            print("\nvariant            ping s  CPU   setup s  CPU   rerun s  CPU ctl  hosts  (medians, %d hosts)"
-                  % args.settings)
+            print("\nvariant            ping s  CPU   setup s  CPU   rerun s  CPU ctl  hosts  CPU x ping (range)"
+                  "  (medians, %d hosts)" % args.settings)
             for r in out:
-                print("%-18s %6.1f %5.1f  %6.1f %5.1f  %6.1f  %6.1f %6s" % (
+                print("%-18s %6.1f %5.1f  %6.1f %5.1f  %6.1f  %6.1f %6s  %s %s" % (
                     r["variant"], r["ping"], r["ping_cpu"], r.get("setup", 0), r.get("setup_cpu", 0),
-                    r["rerun"], r["rerun_cpu"], r.get("rerun_hosts_cpu")))
+                    r["rerun"], r["rerun_cpu"], r.get("rerun_hosts_cpu"), r.get("rerun_cpu_x"),
+                    r.get("rerun_cpu_x_range")))
             print("results: %s" % args.json)
             return
         # host counts outermost: both transports see about the same background load

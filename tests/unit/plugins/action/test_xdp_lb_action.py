@@ -15,9 +15,9 @@ def test_null_options_and_suboptions_are_dropped():
     args = {"name": "default", "ring_size": None, "nat_source_ipv4": None, "debug": False, "services": [],
             "packages": {"policy": "install", "names": None, "extra": []},
             "health_checks": {"enabled": False, "probes": None}}
-    assert without_nulls(args) == {"name": "default", "debug": False, "services": [],
-                                    "packages": {"policy": "install", "extra": []},
-                                    "health_checks": {"enabled": False}}
+    want = {"name": "default", "debug": False, "services": [], "packages": {"policy": "install", "extra": []},
+            "health_checks": {"enabled": False}}
+    assert without_nulls(args) == want
     assert args["ring_size"] is None and args["packages"]["names"] is None      # the task's own args stay
 
 
