@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMG = os.path.join(ROOT, "docs", "img")
 KEPT = os.path.join(ROOT, "benchmarks", "results")
+SCALE = "fleet-after-argspec"       # benchmarks/results/<SCALE>.json: the sweep fleet_scale.png shows
 
 
 def load(name):
@@ -127,9 +128,11 @@ def fleet(doc):
     plt.close(fig)
 
 
-def fleet_scale(doc):
+def fleet_scale(doc, before=None, before_label="before"):
     """Cost against host count: controller CPU per host by phase (with the
-    targets, relative to ping), the hosts' own CPU per host, wall time."""
+    targets, relative to ping), the hosts' own CPU per host, wall time.
+    ``before``: an older run whose controller CPU per host for a rerun and a
+    first deploy is drawn thin and dashed next to the new one."""
     rows = [r for r in doc.get("summary") or [] if r["transport"] == "ssh" and "ping_cpu" in r]
     if not rows or not any("change_cpu" in r for r in rows):
         return False
@@ -141,6 +144,8 @@ def fleet_scale(doc):
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 4.4))
     for key, color, label in phases:
         sel = [r for r in rows if key + "_cpu" in r]
+        if not sel:
+            continue
         xs = [r["hosts"] for r in sel]
         a1.plot(xs, [r[key + "_cpu"] / r["hosts"] for r in sel], "-o", color=color, label=label)
         if key != "ping" and all(r.get(key + "_hosts_cpu") is not None for r in sel):
@@ -149,6 +154,13 @@ def fleet_scale(doc):
     for factor, color in ((2, "#4878d0"), (3, "#d65f5f")):
         a1.plot(x, [factor * r["ping_cpu"] / r["hosts"] for r in rows], ":", color=color, alpha=0.7,
                 label="target: %dx ping" % factor)
+    old = sorted([r for r in (before or {}).get("summary") or [] if r["transport"] == "ssh" and "ping_cpu" in r],
+                 key=lambda r: r["hosts"])
+    for key, color, label in (("first", "#d65f5f", "first deploy"), ("rerun", "#4878d0", "rerun")):
+        sel = [r for r in old if key + "_cpu" in r]
+        if sel:
+            a1.plot([r["hosts"] for r in sel], [r[key + "_cpu"] / r["hosts"] for r in sel], "--", lw=1,
+                    color=color, alpha=0.45, label="%s, %s" % (label, before_label))
     a1.set_title("controller CPU per host (medians)", fontsize=9)
     a1.set_ylabel("CPU s per host (ansible, workers, ssh)")
     a2.set_title("hosts' own CPU per host (sshd + module runs)", fontsize=9)
@@ -165,7 +177,9 @@ def fleet_scale(doc):
     a2.set_ylim(bottom=0)
     a1.legend(fontsize=7)
     a3.legend(fontsize=7)
-    fig.suptitle("site.yml and rolling.yml against host count - %s" % subtitle(doc), fontsize=9)
+    fig.suptitle("site.yml%s against host count - %s%s" % (
+        " and rolling.yml" if any("rolling_cpu" in r for r in rows) else "", subtitle(doc),
+        (" (dashed: %s, run of %s)" % (before_label, before["machine"]["date"])) if old else ""), fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(IMG, "fleet_scale.png"), dpi=100)
     plt.close(fig)
@@ -214,8 +228,12 @@ def main():
             continue
         fn(doc)
         print("%s: plotted" % name)
-        if name == "fleet" and fleet_scale(doc):
-            print("fleet: scale plotted")
+        # the cost-by-host-count plot: the latest sweep (issue #19, after the lean argument spec),
+        # with the run of fleet.json (before the role's rewrite) dashed next to it
+        scale = load(SCALE) if name == "fleet" else None
+        if name == "fleet" and fleet_scale(scale or doc, before=doc if scale else None,
+                                           before_label="before the role rewrite (#14)"):
+            print("fleet: scale plotted from %s" % (SCALE if scale else name))
 
 
 if __name__ == "__main__":

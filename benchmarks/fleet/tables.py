@@ -60,11 +60,14 @@ def rounds(doc):
 
 
 def settings(doc):
+    ratio = any("rerun_cpu_x" in r for r in doc["settings_summary"])
     print("| variant | rounds | ping s | ping CPU s | setup s | setup CPU s | rerun s (range) | rerun controller CPU s (range) "
-          "| per host | hosts' CPU s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| per host | hosts' CPU s |" + (" rerun CPU / ping (range) |" if ratio else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if ratio else ""))
     for r in doc["settings_summary"]:
-        print("| %s | %d | %s | %s | %s | %s | %s (%s-%s) | %s (%s-%s) | %s | %s |" % (
+        x = (" **%sx** (%s-%s) |" % (fmt(r["rerun_cpu_x"]), fmt(r["rerun_cpu_x_range"][0]),
+                                     fmt(r["rerun_cpu_x_range"][1]))) if ratio and "rerun_cpu_x" in r else ""
+        print(("| %s | %d | %s | %s | %s | %s | %s (%s-%s) | %s (%s-%s) | %s | %s |" + x) % (
             r["variant"], r["rounds"], fmt(r.get("ping"), 1), fmt(r.get("ping_cpu"), 1), fmt(r.get("setup"), 1),
             fmt(r.get("setup_cpu"), 1), fmt(r["rerun"], 1), fmt(r["rerun_range"][0], 1), fmt(r["rerun_range"][1], 1),
             fmt(r["rerun_cpu"], 1), fmt(r["rerun_cpu_range"][0], 1), fmt(r["rerun_cpu_range"][1], 1),
