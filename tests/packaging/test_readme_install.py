@@ -12,7 +12,8 @@ own with its own ansible.cfg (``collections_path = ./collections``, nothing
 that names the checkout), a copy of inventory/example and of site.yml, and
 there: the collection is not found before the install (so nothing leaks
 in from the checkout), ``ansible-galaxy collection install`` of the
-tarball, ``ansible-doc netfleet.xdp_lb.xdp_lb`` from the installed copy,
+tarball, ``ansible-doc netfleet.xdp_lb.xdp_lb`` (and ``-t role`` for the role)
+from the installed copy,
 and ``ansible-playbook --syntax-check`` of both ``netfleet.xdp_lb.site``
 and the copied site.yml.  The environment is the caller's without any
 ANSIBLE_* variable (``make`` exports ANSIBLE_CONFIG) and with a HOME of its
@@ -80,6 +81,10 @@ def test_readme_install_from_own_directory(workdir):
     assert os.path.join(installed, "plugins", "modules", "xdp_lb.py") in doc, doc[:500]
     assert "Linux 5.11 or later" in doc
     ok(run(ansible_doc[:1] + ["netfleet.xdp_lb.xdp_lb_info"], lb, env))
+    # the role's documentation: its lean argument spec, each variable naming its module option
+    role_doc = " ".join(ok(run(ansible_doc[:1] + ["-t", "role", "netfleet.xdp_lb.xdp_lb"], lb, env)).split())
+    assert "ENTRY POINT: *main*" in role_doc and "xdp_lb_ring_size" in role_doc, role_doc[:2000]
+    assert "Module option `ring_size' (of module netfleet.xdp_lb.xdp_lb)" in role_doc, role_doc[:2000]
 
     for playbook in ("netfleet.xdp_lb.site", "site.yml"):
         out = ok(run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", "inventory", playbook, "--syntax-check"],
