@@ -18,7 +18,7 @@
 
 #include <linux/types.h>
 
-#define XDP_LB_ABI_VERSION 5
+#define XDP_LB_ABI_VERSION 6
 
 /* ---- sizes (override with -D at build time) ---------------------------- */
 #ifndef XDP_LB_MAX_SERVICES
@@ -45,11 +45,8 @@
 #ifndef XDP_LB_NH_TTL_MS
 #define XDP_LB_NH_TTL_MS 100        /* next-hop cache lifetime; 0 = no cache */
 #endif
-#ifndef XDP_LB_SVC_TTL_MS
-#define XDP_LB_SVC_TTL_MS XDP_LB_NH_TTL_MS  /* service cache lifetime; 0 = no cache */
-#endif
 /* XDP_LB_HZ: the kernel's CONFIG_HZ, if known (the control plane passes it):
- * the caches then count time in jiffies, else in coarse nanoseconds. */
+ * the cache and conntrack clock counts jiffies, else coarse nanoseconds. */
 #ifndef XDP_LB_NH_REPLY_SLOTS
 #define XDP_LB_NH_REPLY_SLOTS 256   /* next-hop cache slots for NAT replies (by client), per CPU */
 #endif
@@ -150,13 +147,18 @@ struct lb_ring_word {
 	__u16 id[XDP_LB_RING_LANES];
 };
 
-/* lb_backends[id], id 1..XDP_LB_MAX_BACKENDS-1. */
+/* lb_backends[id], id 1..XDP_LB_MAX_BACKENDS-1.  ``service`` (ABI 6) is
+ * the key its service has in lb_services, written with the backend: a
+ * conntrack hit compares the packet with it instead of looking the service
+ * up (see known_flow()).  All zero (a backend written by an older control
+ * plane) matches no packet: those flows take the lb_services lookup. */
 struct lb_backend {
 	__u32 addr[4];
 	__u16 port;                 /* network order; 0 = the service port (nat only) */
 	__u8 family;
 	__u8 flags;                 /* XDP_LB_BACKEND_* */
 	__u32 service_id;
+	struct lb_service_key service;  /* lb_services key of service_id */
 };
 
 /* A flow as seen on the wire: the key of the IPv6 connection tables
@@ -230,16 +232,6 @@ struct lb_nexthop {
 	__u8 pad;
 	__u8 dmac[6];
 	__u8 smac[6];
-};
-
-/* lb_svc_cache[service id] (per CPU): the key lb_services had for this id
- * when the data plane last looked it up, for XDP_LB_SVC_TTL_MS.  Lets a
- * conntrack hit skip the lb_services lookup.  Written by the data plane
- * only; zeroed entries are empty. */
-struct lb_svc_cache {
-	struct lb_service_key key;
-	__u32 pad;
-	__u64 expires;              /* deadline on the caches' clock (jiffies or coarse ns); 0 = empty */
 };
 
 /* lb_stats[enum xdp_lb_stat], lb_backend_stats[backend id],

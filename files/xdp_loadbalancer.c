@@ -208,15 +208,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_nexthop SEC(".maps");
 
-/* Service cache (see known_flow()): per CPU, like lb_nexthop. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct lb_svc_cache);
-	__uint(max_entries, XDP_LB_MAX_SERVICES);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_svc_cache SEC(".maps");
-
 /* ---- per-packet state ------------------------------------------------------ */
 
 /* TCP and UDP both start with the two ports; the checksum sits at a
@@ -644,10 +635,9 @@ static __always_inline int verdict(struct lb_packet *pkt, int action, int reason
 
 #define NO_REASON (-1)
 
-/* ---- caches and the conntrack clock ----------------------------------------
- * Two per-CPU caches spare the hit path its two most expensive steps:
- * lb_nexthop (bpf_fib_lookup results, see next_hop()) and lb_svc_cache
- * (lb_services lookups, see known_flow()).  Both go stale by time only,
+/* ---- the next-hop cache and the conntrack clock ------------------------------
+ * A per-CPU cache spares the hit path its most expensive step: lb_nexthop
+ * (bpf_fib_lookup results, see next_hop()).  It goes stale by time only,
  * on a clock read at most once per packet; lb_ct_entry.last_seen is on
  * the same clock (see ct_stale()).  Built with XDP_LB_HZ (the
  * kernel's CONFIG_HZ, which the control plane reads from the kernel's
@@ -1009,6 +999,11 @@ static __always_inline int lb_nat_reply(struct xdp_md *ctx, struct lb_packet *pk
 
 /* ---- scheduling -------------------------------------------------------------------- */
 
+static __always_inline int addr_same(const __u32 *a, const __u32 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
 /* Backend ``id`` if present, active and of the packet's family. */
 static __always_inline struct lb_backend *active_backend(__u32 id, __u8 family)
 {
@@ -1032,69 +1027,39 @@ static __always_inline struct lb_backend *usable_backend(__u32 id, const struct 
 	return be && be->service_id == svc->id ? be : NULL;
 }
 
-#define SVC_TTL LB_MS(XDP_LB_SVC_TTL_MS)
-
-/* lb_services[(dst, dport, proto, family)]; a hit is also kept in
- * lb_svc_cache[its id] for XDP_LB_SVC_TTL_MS. */
+/* lb_services[(dst, dport, proto, family)]. */
 static __always_inline struct lb_service *lookup_service(struct lb_packet *pkt)
 {
 	struct lb_service_key key = {};
-	struct lb_service *svc;
 
 	__builtin_memcpy(key.vip, pkt->flow.dst, sizeof(key.vip));
 	key.port = pkt->flow.dport;
 	key.proto = pkt->flow.proto;
 	key.family = pkt->flow.family;
-	svc = bpf_map_lookup_elem(&lb_services, &key);
-#if XDP_LB_SVC_TTL_MS
-	if (svc) {
-		__u32 sid = svc->id;
-		struct lb_svc_cache *sc = bpf_map_lookup_elem(&lb_svc_cache, &sid);
-
-		if (sc) {
-			sc->key = key;
-			sc->expires = cache_clock(pkt) + SVC_TTL;
-		}
-	}
-#endif
-	return svc;
+	return bpf_map_lookup_elem(&lb_services, &key);
 }
 
 /* A conntrack hit without the lb_services lookup.  The entry names the
- * backend, the backend names its service, and lb_svc_cache[that service]
- * says which (VIP, port, protocol) the service had when this CPU last
- * looked it up, less than XDP_LB_SVC_TTL_MS ago.  If that is this packet's,
- * the flow keeps its backend, as usable_backend() would decide after the
- * lookup; otherwise (NULL) the caller looks the service up.  The price: a
- * service removed, or its id given to another (VIP, port, protocol)
- * together with the backend's id, is seen by its established flows up to
- * that lifetime later (its backends are cleared in the same change, which
- * ends them at once in every other case). */
+ * backend, and the backend carries the key of its service (written by the
+ * control plane with the backend, lb_backend.service): if that is this
+ * packet's destination, port and protocol, the flow keeps its backend, as
+ * usable_backend() would decide after the lookup (the control plane keeps
+ * lb_services[service] == service_id while the backend is active, and
+ * clears a service's backends when it removes the service).  Otherwise
+ * (NULL) the caller looks the service up. */
 static __always_inline struct lb_backend *known_flow(struct lb_packet *pkt,
 						     const struct lb_ct_entry *ct)
 {
-#if XDP_LB_SVC_TTL_MS
 	const struct lb_flow *f = &pkt->flow;
-	struct lb_svc_cache *sc;
 	struct lb_backend *be;
-	__u32 sid;
 
 	be = active_backend(ct->backend_id, f->family);
 	if (!be)
 		return NULL;
-	sid = be->service_id;
-	sc = bpf_map_lookup_elem(&lb_svc_cache, &sid);
-	if (!sc || cache_clock(pkt) >= sc->expires)
-		return NULL;
-	if (sc->key.port != f->dport || sc->key.proto != f->proto ||
-	    sc->key.family != f->family || sc->key.vip[0] != f->dst[0] ||
-	    sc->key.vip[1] != f->dst[1] || sc->key.vip[2] != f->dst[2] ||
-	    sc->key.vip[3] != f->dst[3])
+	if (be->service.port != f->dport || be->service.proto != f->proto ||
+	    be->service.family != f->family || !addr_same(be->service.vip, f->dst))
 		return NULL;
 	return be;
-#else
-	return NULL;
-#endif
 }
 
 /* New flow: hash -> the service's live ring -> backend id. */
@@ -1186,11 +1151,6 @@ static __always_inline __be16 nat_alloc_port(const struct lb_packet *pkt,
  * entry and NAT port (a retransmitted SYN, or a ring that did not change):
  * only a move to another backend claims a new port and releases the old
  * reply entry (nat_release()). */
-
-static __always_inline int addr_same(const __u32 *a, const __u32 *b)
-{
-	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
-}
 
 /* Is this packet a new flow although ``ct`` names one? */
 static __always_inline int ct_stale(struct lb_packet *pkt, const struct lb_config *cfg,
@@ -1320,9 +1280,9 @@ int xdp_lb(struct xdp_md *ctx)
 	/* Known flow: keep its backend while that backend is active and of
 	 * the flow's service (a draining backend, weight 0, is out of the ring
 	 * but still active), unless the packet starts a new flow on the old
-	 * entry (ct_stale()).  The service cache usually answers for the
-	 * service; otherwise, and for every other packet, lb_services does:
-	 * not a service, pass. */
+	 * entry (ct_stale()).  The backend's own copy of its service's key
+	 * answers for the service (known_flow()); otherwise, and for every
+	 * other packet, lb_services does: not a service, pass. */
 	ct = ct_lookup(&pkt);
 	if (ct && ct_stale(&pkt, cfg, ct)) {
 		old = ct;

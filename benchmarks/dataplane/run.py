@@ -26,9 +26,10 @@ kernel/N
     "not a service" pass.
 
 The "no caches" row is the same source built with -DXDP_LB_NH_TTL_MS=0
-(which also turns the service cache off: every packet calls bpf_fib_lookup
-and looks lb_services up), loaded next to the default build on the same
-maps.
+(every packet calls bpf_fib_lookup; up to ABI 5 this also turned the
+service cache off, so the hit looked lb_services up too; since ABI 6 the
+hit compares the packet with its backend's service key either way),
+loaded next to the default build on the same maps.
 
 The "baseline" rows are the data plane of another revision (--baseline,
 default main: `git show REV:files/...`), built with the same defines and
@@ -220,7 +221,7 @@ SCENARIOS = [
     ("nat, conntrack hit", "lb", scen_nat_hit, L.XDP_REDIRECT, cycle_nat_hit,
      "conntrack hits (two flows translating into each other)"),
     ("nat, conntrack hit, no caches", "lb_nocache", scen_nat_hit, L.XDP_REDIRECT,
-     cycle_nat_hit, "same, built with XDP_LB_NH_TTL_MS=0: bpf_fib_lookup and lb_services every time"),
+     cycle_nat_hit, "same, built with XDP_LB_NH_TTL_MS=0: bpf_fib_lookup every time"),
     ("nat, reply (reverse)", "lb", scen_nat_reply, L.XDP_REDIRECT, cycle_nat_reply,
      "replies (two reply entries translating into each other)"),
     ("dsr, conntrack hit", "lb", scen_dsr_hit, L.XDP_REDIRECT, None,

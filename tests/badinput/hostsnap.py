@@ -20,7 +20,7 @@ import os
 import subprocess
 
 # written by the data plane per packet, not by the control plane
-LIVE_MAPS = ("lb_stats", "lb_be_stats", "lb_port_stats", "lb_nexthop", "lb_svc_cache", "lb_rr")
+LIVE_MAPS = ("lb_stats", "lb_be_stats", "lb_port_stats", "lb_nexthop", "lb_rr")
 SYSCTLS = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", "net/ipv4/conf/all/rp_filter",
            "net/ipv4/conf/front0/rp_filter", "net/ipv4/conf/back0/rp_filter",
            "net/ipv4/conf/front0/accept_local", "net/ipv4/conf/back0/accept_local")

@@ -94,6 +94,8 @@ class Lab:
         self.ifindex = {}
         self._rings = {}            # (service id, slot) -> ids last written
         self._ring_u32 = False      # lb_ring of ABI 4 and before (see load)
+        self._service_keys = {}     # service id -> LbServiceKey (add_service)
+        self._backend_sids = {}     # backend id -> service id (set_backend)
 
     # ---- lifecycle ----------------------------------------------------------
     def start(self, obj_path):
@@ -208,6 +210,13 @@ class Lab:
         key = layout.LbServiceKey(vip=addr, port=layout.htons(port),
                                   proto=layout.PROTOCOLS[proto], family=family)
         self.vip_filter_add(vip)
+        # as the control plane does: the backends of service ``sid`` carry its key
+        self._service_keys[sid] = key
+        for bid, bsid in sorted(self._backend_sids.items()):
+            if bsid == sid:
+                be = self.maps["lb_backends"].lookup(layout.U32(bid))
+                be.service = key
+                self.maps["lb_backends"].update(layout.U32(bid), be)
         self.maps["lb_services"].update(key, layout.LbService(id=sid, ring_slot=ring_slot,
                                                               sched=sched))
         return key
@@ -222,10 +231,14 @@ class Lab:
             m.update(layout.U32(word), ct.c_uint64(m.lookup(layout.U32(word)).value | bits))
 
     def set_backend(self, bid, addr, sid, port=0, active=True):
+        """Backend ``bid`` of service ``sid``, with that service's key if
+        add_service wrote it already (add_service fills it in later)."""
         packed, family = layout.pack_addr(addr)
+        self._backend_sids[bid] = sid
         self.maps["lb_backends"].update(layout.U32(bid), layout.LbBackend(
             addr=packed, port=layout.htons(port), family=family,
-            flags=layout.BACKEND_ACTIVE if active else 0, service_id=sid))
+            flags=layout.BACKEND_ACTIVE if active else 0, service_id=sid,
+            service=self._service_keys.get(sid, layout.LbServiceKey())))
 
     def fill_ring(self, sid, ids, slot=0):
         """Ring position p -> ids[p % len(ids)] (an empty list clears the ring).
@@ -264,6 +277,8 @@ class Lab:
         a service they are unreachable, and setup_service/fill_ring write
         what a test needs."""
         self.maps["lb_config"].update(layout.U32(0), layout.LbConfig())
+        self._service_keys = {}
+        self._backend_sids = {}
         for name in ("lb_services", "lb_ct", "lb_nat_rev"):
             m = self.maps[name]
             for key in m.keys():
@@ -282,7 +297,6 @@ class Lab:
             self.maps["lb_tx_ports"].delete(layout.U32(slot))
         self.maps["lb_rr"].update(layout.U32(0), [layout.U32(0)] * bpf.possible_cpus())
         self.flush_nexthops()
-        self.flush_services()
 
     def _zero(self, name, count, percpu=True):
         vtype = layout.MAPS[name][1]
@@ -294,10 +308,6 @@ class Lab:
         plane may: tests change neighbours and backends between cases."""
         self._zero("lb_nexthop", layout.DEFAULT_SIZES["XDP_LB_MAX_BACKENDS"] +
                    layout.DEFAULT_SIZES["XDP_LB_NH_REPLY_SLOTS"])
-
-    def flush_services(self):
-        """Empty the service cache (lb_svc_cache)."""
-        self._zero("lb_svc_cache", layout.DEFAULT_SIZES["XDP_LB_MAX_SERVICES"])
 
     # ---- readers ----------------------------------------------------------------
     def _counter(self, name, index):

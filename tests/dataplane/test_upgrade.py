@@ -7,6 +7,8 @@ connection tables by family (lb_ct4/lb_ct6, lb_nat4/lb_nat6; 16-byte IPv4
 keys) and adds lb_vip_filter.  ABI 5 packs four 16-bit backend ids into
 each lb_ring value (ABI 4: one __u32 per entry); the connection tables keep
 ABI 4's shapes, but the ring's change recreates the maps all the same.
+ABI 6 gives each lb_backend its service's lb_services key (the conntrack
+hit compares the packet with it) and drops the service cache lb_svc_cache.
 
 The previous release is deployed by its own engine (a subprocess running the
 collection as of that commit, from git), on veths of a namespace of its
@@ -57,7 +59,7 @@ def last_commit_of(abi):
     return (out[-1] + "^") if out else None
 
 
-@pytest.fixture(scope="module", params=[2, 3, 4], ids=["abi2-0eb9d95", "abi3", "abi4"])
+@pytest.fixture(scope="module", params=[2, 3, 4, 5], ids=["abi2-0eb9d95", "abi3", "abi4", "abi5"])
 def old_tree(request):
     """The older collection, extracted as .../ansible_collections/netfleet/xdp_lb."""
     abi = request.param
@@ -241,7 +243,8 @@ def test_upgrade_keeps_established_flows_under_traffic(old_tree, uplab):
                 assert ms.info("lb_ct")["key_size"] == 40 and not ms.exists("lb_ct4")
             else:
                 assert ms.info("lb_ct4")["key_size"] == 16
-            assert ms.info("lb_ring")["value_size"] == 4
+            assert ms.info("lb_ring")["value_size"] == (8 if abi >= 5 else 4)
+            assert ms.info("lb_backends")["value_size"] == ct.sizeof(layout.LbBackendV5)
         ids_old = owners(pin_dir)
         old_prog = netlink.xdp_query(lab.ifindex["xlbdp0"])["prog_id"]
 
@@ -269,11 +272,16 @@ def test_upgrade_keeps_established_flows_under_traffic(old_tree, uplab):
 
         ct_new = table(pin_dir, "lb_ct")
         nat_new = table(pin_dir, "lb_nat_rev")
-        for name in layout.LEGACY_MAPS:                     # the old layout's pins are gone
+        for name in list(layout.LEGACY_MAPS) + list(layout.OBSOLETE_MAPS):  # the old layout's pins are gone
             assert not os.path.exists(os.path.join(pin_dir, name))
         with maps.MapSet(pin_dir) as ms:
             assert ms.info("lb_ct4")["key_size"] == 16 and len(ms.get("lb_ct4").keys()) == 32
             assert ms.info("lb_ring")["value_size"] == 8
+            # every backend carries its service's key (ABI 6)
+            keys = dict((v.id, bytes(k)) for k, v in ms.get("lb_services").items())
+            bes = [b for b in ms.get("lb_backends").lookup_batch(0, ms.info("lb_backends")["max_entries"])
+                   if b.flags & layout.BACKEND_ACTIVE]
+            assert bes and all(bytes(b.service) == keys[b.service_id] for b in bes)
             # the VIP filter holds the VIPs' bits, and nothing else
             words = ms.get("lb_vip_filter").lookup_batch(0, ms.info("lb_vip_filter")["max_entries"])
             assert dict((i, w) for i, w in enumerate(words) if w) == \

@@ -861,8 +861,9 @@ class Engine:
                 for name in os.listdir(staging):
                     os.rename(os.path.join(staging, name), os.path.join(cfg.pin_dir, name))
                 os.rmdir(staging)
-                # an older layout's maps that this one replaced (their entries were carried over)
-                for name in layout.LEGACY_MAPS:
+                # an older layout's maps that this one replaced (their entries were carried
+                # over), and its caches that this one does not have
+                for name in list(layout.LEGACY_MAPS) + list(layout.OBSOLETE_MAPS):
                     if os.path.exists(os.path.join(cfg.pin_dir, name)):
                         os.unlink(os.path.join(cfg.pin_dir, name))
         except Exception as exc:

@@ -16,7 +16,7 @@ import ipaddress
 import socket
 import struct
 
-ABI_VERSION = 5
+ABI_VERSION = 6
 
 # Defaults of the compile-time sizes (override with build defines).
 DEFAULT_SIZES = {
@@ -27,7 +27,6 @@ DEFAULT_SIZES = {
     "XDP_LB_MAX_REDIRECT": 64,
     "XDP_LB_PORT_PROBES": 8,
     "XDP_LB_NH_TTL_MS": 100,
-    "XDP_LB_SVC_TTL_MS": 100,
     "XDP_LB_NH_REPLY_SLOTS": 256,
     "XDP_LB_VIP_FILTER_BITS": 65536,
 }
@@ -82,7 +81,8 @@ class LbService(ct.Structure):
     ]
 
 
-class LbBackend(ct.Structure):
+class LbBackendV5(ct.Structure):
+    """lb_backend up to ABI 5 (no service key): read when migrating older maps."""
     _fields_ = [
         ("addr", Addr),
         ("port", ct.c_uint16),
@@ -90,6 +90,15 @@ class LbBackend(ct.Structure):
         ("flags", ct.c_uint8),
         ("service_id", ct.c_uint32),
     ]
+
+
+class LbBackend(ct.Structure):
+    """struct lb_backend (ABI 6): LbBackendV5 and the lb_services key of its service."""
+    _fields_ = LbBackendV5._fields_ + [("service", LbServiceKey)]
+
+
+# lb_backends value layouts by value size (migration of older maps).
+BACKEND_LAYOUTS = {ct.sizeof(LbBackendV5): LbBackendV5, ct.sizeof(LbBackend): LbBackend}
 
 
 class LbFlow(ct.Structure):
@@ -193,14 +202,6 @@ class LbNexthop(ct.Structure):
     ]
 
 
-class LbSvcCache(ct.Structure):
-    _fields_ = [
-        ("key", LbServiceKey),
-        ("pad", ct.c_uint32),
-        ("expires", ct.c_uint64),
-    ]
-
-
 U32 = ct.c_uint32
 
 # name -> (key type, value type, per-CPU).  Names are the pin names.
@@ -220,7 +221,6 @@ MAPS = {
     "lb_tx_ports": (U32, U32, False),
     "lb_rr": (U32, U32, True),
     "lb_nexthop": (U32, LbNexthop, True),
-    "lb_svc_cache": (U32, LbSvcCache, True),
 }
 
 # The connection tables as one table each, keyed by LbFlow of either family
@@ -234,11 +234,12 @@ LEGACY_MAPS = {"lb_ct": (9, ct.sizeof(LbFlow)), "lb_nat_rev": (9, ct.sizeof(LbFl
 
 # (map type, key size, value size) of our maps in older layouts, where they
 # differ from this one's: ABI 2 (lb_config without flow_idle_timeout,
-# lb_ct_entry without last_seen) and ABI 3; both had lb_ct and lb_nat_rev.
-# A pinned map of one of these shapes is an upgrade (migrated); one of
+# lb_ct_entry without last_seen) and ABI 3; both had lb_ct and lb_nat_rev;
+# up to ABI 5, lb_backend without its service key.  A pinned map of one of these shapes is an upgrade (migrated); one of
 # another shape is not ours, and is refused (maps.MapSet.foreign).
 OLDER_SHAPES = {
     "lb_ring": [(2, 4, 4)],
+    "lb_backends": [(2, 4, 24)],
     "lb_config": [(2, 4, 40)],
     "lb_ct": [(9, 40, 8), (9, 40, 16)],
     "lb_nat_rev": [(9, 40, 40)],
@@ -246,7 +247,13 @@ OLDER_SHAPES = {
 
 # Maps that only cache what the data plane can find again (zeroing them is
 # always safe; an instance pinned before they existed lacks them).
-CACHE_MAPS = ("lb_nexthop", "lb_svc_cache")
+CACHE_MAPS = ("lb_nexthop",)
+
+# Pin names of maps of older layouts that hold nothing to carry over (a
+# cache), with their (type, key size, value size): up to ABI 5 the service
+# cache lb_svc_cache.  Their presence makes the maps recreated, and the
+# engine removes their pins after the swap.
+OBSOLETE_MAPS = {"lb_svc_cache": (6, 4, 40)}
 
 
 def pack_addr(address):

@@ -39,8 +39,7 @@ ALGO_NAMES = dict((v, k) for k, v in layout.REDIRECT_ALGOS.items())
 # Maps whose size depends on build defines, and how.
 BPF_MAP_TYPES = {"lb_config": 2, "lb_services": 1, "lb_ring": 2, "lb_backends": 2, "lb_ct4": 9,
                  "lb_ct6": 9, "lb_nat4": 9, "lb_nat6": 9, "lb_vip_filter": 2, "lb_stats": 6,
-                 "lb_be_stats": 6, "lb_port_stats": 6, "lb_tx_ports": 14, "lb_rr": 6, "lb_nexthop": 6,
-                 "lb_svc_cache": 6}
+                 "lb_be_stats": 6, "lb_port_stats": 6, "lb_tx_ports": 14, "lb_rr": 6, "lb_nexthop": 6}
 
 
 ARRAYS = ("lb_config", "lb_ring", "lb_backends", "lb_vip_filter")
@@ -73,11 +72,13 @@ def decode_service_key(key):
     return service_key_str(vip, layout.ntohs(key.port), PROTO_NAMES.get(key.proto, str(key.proto)))
 
 
-def backend_struct(backend, service_id, active=True):
+def backend_struct(backend, service_id, service_key, active=True):
+    """LbBackend of ``backend``, a backend of the service with id
+    ``service_id`` and lb_services key ``service_key`` (LbServiceKey)."""
     addr, family = layout.pack_addr(backend.address)
     return layout.LbBackend(addr=addr, port=layout.htons(backend.port) if backend.port else 0,
                             family=family, flags=layout.BACKEND_ACTIVE if active else 0,
-                            service_id=service_id)
+                            service_id=service_id, service=service_key)
 
 
 def decode_backend(value):
@@ -170,7 +171,6 @@ def expected_map_shapes(sizes):
         "lb_be_stats": s["XDP_LB_MAX_BACKENDS"], "lb_port_stats": s["XDP_LB_MAX_REDIRECT"],
         "lb_tx_ports": s["XDP_LB_MAX_REDIRECT"], "lb_rr": 1,
         "lb_nexthop": s["XDP_LB_MAX_BACKENDS"] + s["XDP_LB_NH_REPLY_SLOTS"],
-        "lb_svc_cache": s["XDP_LB_MAX_SERVICES"],
     }
     out = {}
     for name, (ktype, vtype, _percpu) in layout.MAPS.items():
@@ -282,7 +282,8 @@ class MapSet:
             if have != want[name]:
                 bad.append(name)
         # maps of an older layout of ours that this one replaces
-        bad.extend(n for n in sorted(layout.LEGACY_MAPS) if os.path.exists(self.path(n)))
+        bad.extend(n for n in sorted(layout.LEGACY_MAPS) + sorted(layout.OBSOLETE_MAPS)
+                   if os.path.exists(self.path(n)))
         return bad
 
     def foreign(self, sizes):
@@ -357,19 +358,20 @@ def flow_owners(ms):
     """{backend id: backend key str} of the backends in pinned maps ``ms``
     (active or draining; removed slots are empty), or None if their
     lb_services or lb_backends cannot be read with this layout."""
-    want = {"lb_services": (ct.sizeof(layout.LbServiceKey), ct.sizeof(layout.LbService)),
-            "lb_backends": (ct.sizeof(layout.U32), ct.sizeof(layout.LbBackend))}
-    sizes = {}
-    for name, shape in want.items():
+    want = {"lb_services": [(ct.sizeof(layout.LbServiceKey), ct.sizeof(layout.LbService))],
+            "lb_backends": [(ct.sizeof(layout.U32), size) for size in layout.BACKEND_LAYOUTS]}
+    infos = {}
+    for name, shapes in want.items():
         if not ms.exists(name):
             return None
-        info = ms.info(name)
-        if (info.get("key_size"), info.get("value_size")) != shape:
+        infos[name] = ms.info(name)
+        if (infos[name].get("key_size"), infos[name].get("value_size")) not in shapes:
             return None
-        sizes[name] = info.get("max_entries")
     services = dict((v.id, decode_service_key(k)) for k, v in ms.get("lb_services").items())
+    backends = bpf.Map(ms.get("lb_backends").fd, layout.U32,
+                       layout.BACKEND_LAYOUTS[infos["lb_backends"]["value_size"]], owned=False)
     out = {}
-    for bid, value in enumerate(ms.get("lb_backends").lookup_batch(0, sizes["lb_backends"])):
+    for bid, value in enumerate(backends.lookup_batch(0, infos["lb_backends"]["max_entries"])):
         d = decode_backend(value) if bid else None
         if d is not None and d[3] and d[0] in services:
             out[bid] = backend_key_str(services[d[0]], d[1], d[2])
@@ -718,7 +720,8 @@ def desired_tables(cfg, sids, bids, live, snat_v4=None, snat_v6=None, tx_ifindex
         t.services[svc.key] = (bytes(key), bytes(value))
         t.rings[sid] = ring
         for b in svc.backends:
-            t.backends[bids[backend_key_str(svc.key, b.address, b.port)]] = bytes(backend_struct(b, sid))
+            t.backends[bids[backend_key_str(svc.key, b.address, b.port)]] = bytes(
+                backend_struct(b, sid, service_key_struct(svc)))
     return t
 
 

@@ -184,7 +184,21 @@ def test_expected_map_shapes():
     shapes = maps.expected_map_shapes({"XDP_LB_RING_SIZE": 101, "XDP_LB_MAX_SERVICES": 4})
     assert shapes["lb_ring"][1:] == (4, 8, 2 * 4 * 26)      # 101 ids, 4 to a value
     assert shapes["lb_services"] == (1, 20, 16, 4)
-    assert shapes["lb_backends"][1:] == (4, 24, 4096)
+    assert shapes["lb_backends"][1:] == (4, 44, 4096)      # ABI 6: with the service key
+    assert "lb_svc_cache" not in shapes
+
+
+def test_backends_carry_their_service_key():
+    """ABI 6: each backend holds the lb_services key of its service (the
+    conntrack hit compares the packet with it)."""
+    cfg = cfg_of([WEB, DNS])
+    sids, bids, want = desired(cfg)
+    for svc in cfg.services:
+        key, dummy = want.services[svc.key]
+        for b in svc.backends:
+            be = layout.LbBackend.from_buffer_copy(
+                want.backends[bids[maps.backend_key_str(svc.key, b.address, b.port)]])
+            assert be.service_id == sids[svc.key] and bytes(be.service) == key
 
 
 class FakeMap:
