@@ -232,6 +232,8 @@ SCENARIOS = [
      "as \"nat, non-service pass\", the --baseline revision's data plane"),
     ("nat, conntrack hit, baseline", "baseline", scen_nat_hit, L.XDP_REDIRECT, cycle_nat_hit,
      "as \"nat, conntrack hit\", the --baseline revision's data plane"),
+    ("nat, reply (reverse), baseline", "baseline", scen_nat_reply, L.XDP_REDIRECT, cycle_nat_reply,
+     "as \"nat, reply (reverse)\", the --baseline revision's data plane"),
     ("dsr, conntrack hit, baseline", "baseline", scen_dsr_hit, L.XDP_REDIRECT, None,
      "as \"dsr, conntrack hit\", the --baseline revision's data plane"),
 ]
