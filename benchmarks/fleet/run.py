@@ -342,6 +342,11 @@ def median_of(runs, key):
     return round(statistics.median(vals), 2) if vals else None
 
 
+def median_range(vals):
+    """Median of ``vals`` and [min, max], rounded to 2 places."""
+    return round(statistics.median(vals), 2), [round(min(vals), 2), round(max(vals), 2)]
+
+
 # phase -> (playbook, inventory variant (TCP/IPv4 backends), extra args, what every host must report)
 PHASES = {
     "first": ("site.yml", 3, [], "changed"),
@@ -471,12 +476,10 @@ def settings(n, args, doc):
                     "rerun_machine_cpu"):
             vals = [r[key] for r in sel if r.get(key) is not None]
             if vals:
-                item[key] = round(statistics.median(vals), 2)
-                item[key + "_range"] = [round(min(vals), 2), round(max(vals), 2)]
+                item[key], item[key + "_range"] = median_range(vals)
         ratios = [r["rerun_cpu"] / r["ping_cpu"] for r in sel if r.get("rerun_cpu") and r.get("ping_cpu")]
         if ratios:      # controller CPU of the rerun over that of the ping just before it
-            item["rerun_cpu_x"] = round(statistics.median(ratios), 2)
-            item["rerun_cpu_x_range"] = [round(min(ratios), 2), round(max(ratios), 2)]
+            item["rerun_cpu_x"], item["rerun_cpu_x_range"] = median_range(ratios)
         out.append(item)
     doc["settings_summary"] = out
     return out
@@ -523,9 +526,8 @@ def summary(rows):
             if key == "ping" or not all(key in r for r in sel):
                 continue
             for suffix, base in (("_x", ""), ("_cpu_x", "_cpu")):
-                ratios = [r[key + base] / r["ping" + base] for r in sel]
-                item[key + suffix] = round(statistics.median(ratios), 2)
-                item[key + suffix + "_range"] = [round(min(ratios), 2), round(max(ratios), 2)]
+                item[key + suffix], item[key + suffix + "_range"] = median_range(
+                    [r[key + base] / r["ping" + base] for r in sel])
             item[key + "_cpu_per_host"] = round(item[key + "_cpu"] / n, 3)
             if item.get(key + "_hosts_cpu") is not None:
                 item[key + "_hosts_cpu_per_host"] = round(item[key + "_hosts_cpu"] / n, 3)

@@ -720,8 +720,7 @@ def desired_tables(cfg, sids, bids, live, snat_v4=None, snat_v6=None, tx_ifindex
         t.services[svc.key] = (bytes(key), bytes(value))
         t.rings[sid] = ring
         for b in svc.backends:
-            t.backends[bids[backend_key_str(svc.key, b.address, b.port)]] = bytes(
-                backend_struct(b, sid, service_key_struct(svc)))
+            t.backends[bids[backend_key_str(svc.key, b.address, b.port)]] = bytes(backend_struct(b, sid, key))
     return t
 
 
