@@ -18,7 +18,7 @@
 
 #include <linux/types.h>
 
-#define XDP_LB_ABI_VERSION 6
+#define XDP_LB_ABI_VERSION 7
 
 /* ---- sizes (override with -D at build time) ---------------------------- */
 #ifndef XDP_LB_MAX_SERVICES
@@ -35,6 +35,19 @@
 #endif
 #ifndef XDP_LB_CT_SIZE
 #define XDP_LB_CT_SIZE 65536        /* flows tracked (LRU), each direction and family */
+#endif
+/* lb_ct4_cache: XDP_LB_CT_CACHE_WAYS IPv4 flows per 64-byte line,
+ * as many flows in all as the largest power of two <= XDP_LB_CT_SIZE. */
+#define XDP_LB_CT_CACHE_WAYS 2
+#define LB_FILL1_(x) ((x) | ((x) >> 1))
+#define LB_FILL2_(x) (LB_FILL1_(x) | (LB_FILL1_(x) >> 2))
+#define LB_FILL4_(x) (LB_FILL2_(x) | (LB_FILL2_(x) >> 4))
+#define LB_FILL8_(x) (LB_FILL4_(x) | (LB_FILL4_(x) >> 8))
+#define LB_FILL16_(x) (LB_FILL8_(x) | (LB_FILL8_(x) >> 16))
+#define LB_POW2_FLOOR(x) ((LB_FILL16_((__u32)(x)) >> 1) + 1)
+#define XDP_LB_CT_CACHE_LINES (LB_POW2_FLOOR(XDP_LB_CT_SIZE) / XDP_LB_CT_CACHE_WAYS)
+#ifndef XDP_LB_CT_SYNC_MS
+#define XDP_LB_CT_SYNC_MS 1000      /* a cached flow refreshes its lb_ct4 entry this often */
 #endif
 #ifndef XDP_LB_MAX_REDIRECT
 #define XDP_LB_MAX_REDIRECT 64      /* egress ports in redirect mode */
@@ -191,6 +204,27 @@ struct lb_flow4 {
  * or service lookup.  A set bit only means "maybe" (other addresses share
  * it).  The control plane sets a VIP's bit before it adds the service and
  * clears it after it removed the last service of that address. */
+
+/* lb_ct4_cache[hash % XDP_LB_CT_CACHE_LINES]: copies of lb_ct4
+ * entries, so that a packet of an established IPv4 flow reads one cache
+ * line instead of a hash bucket and an LRU element (two or three).  lb_ct4
+ * stays the table of record: the data plane writes both, a way is filled
+ * from lb_ct4 on a miss, and a cached flow looks its lb_ct4 entry up again
+ * (marking it used for the LRU, and refreshing its last_seen) once every
+ * XDP_LB_CT_SYNC_MS, so lb_ct4's last_seen lags by less than that.  A way
+ * is valid when ``tag`` is not zero and its low 32 bits are the flow's
+ * cache hash: ``tag`` (hash, backend id, NAT port) is written last, in one
+ * 8-byte store, after a zero, so a way half written by another CPU is a
+ * miss, never another flow's backend.  Zeroing a line is always safe. */
+struct lb_ct_cache_way {
+	struct lb_flow4 flow;
+	__u64 tag;                  /* hash | backend_id << 32 | nat_port << 48 (network order) */
+	__u64 last_seen;            /* as lb_ct_entry.last_seen */
+};
+
+struct lb_ct_cache_line {
+	struct lb_ct_cache_way way[XDP_LB_CT_CACHE_WAYS];
+};
 
 /* lb_ct4 / lb_ct6: client flow (client -> VIP) -> chosen backend (nat and dsr).
  * A packet that finds an entry is a new flow all the same (scheduled

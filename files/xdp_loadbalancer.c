@@ -70,6 +70,7 @@
 #define LB_SEED_PORT 0x51ED270Bu    /* NAT source port probing */
 #define LB_SEED_NH 0x6A09E667u      /* next-hop cache slot of a NAT reply */
 #define LB_SEED_VIP 0x3C6EF372u     /* VIP filter bit of a destination address */
+#define LB_SEED_CT 0xBB67AE85u      /* lb_ct4_cache line and tag of an IPv4 flow */
 
 #ifdef XDP_LB_DEBUG
 #define lb_debug(fmt, ...) bpf_printk("xdp_lb: " fmt, ##__VA_ARGS__)
@@ -147,6 +148,18 @@ struct {
 	__uint(max_entries, XDP_LB_CT_SIZE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_nat6 SEC(".maps");
+
+/* The IPv4 conntrack cache (see xdp_lb.h, lb_ct4_cache): a plain array, so
+ * a lookup is an index and one cache line.  Mmapable, so that its values
+ * start on a page and every line is one line of the CPU's cache. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_ct_cache_line);
+	__uint(max_entries, XDP_LB_CT_CACHE_LINES);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_ct4_cache SEC(".maps");
 
 /* VIP filter (see xdp_lb.h, lb_vip_filter): an array, so the lookup is
  * inlined and costs one load, where a hash lookup hashes and compares. */
@@ -485,6 +498,10 @@ static __always_inline int maybe_vip(const struct lb_packet *pkt)
  * call instead, which cost the hit path ~15 ns here.  LB_KEEP, an empty asm
  * on the IPv4 branch's result, makes the two branches differ. */
 #define LB_KEEP(x) asm volatile("" : "+r"(x))
+/* One load or store of the whole word, in program order (the cache's ways
+ * are written by every CPU). */
+#define READ_ONCE_(x) (*(const volatile __typeof__(x) *)&(x))
+#define WRITE_ONCE_(x, v) (*(volatile __typeof__(x) *)&(x) = (v))
 
 static __always_inline struct lb_ct_entry *ct_lookup(struct lb_packet *pkt)
 {
@@ -1152,9 +1169,10 @@ static __always_inline __be16 nat_alloc_port(const struct lb_packet *pkt,
  * only a move to another backend claims a new port and releases the old
  * reply entry (nat_release()). */
 
-/* Is this packet a new flow although ``ct`` names one? */
+/* Is this packet a new flow although its flow's entry, last seen at
+ * ``last_seen``, names a backend? */
 static __always_inline int ct_stale(struct lb_packet *pkt, const struct lb_config *cfg,
-				    const struct lb_ct_entry *ct)
+				    __u64 last_seen)
 {
 	__u64 idle;
 
@@ -1163,19 +1181,19 @@ static __always_inline int ct_stale(struct lb_packet *pkt, const struct lb_confi
 	if (!cfg->flow_idle_timeout)
 		return 0;
 	/* Signed: another CPU may have stored a tick later than ours. */
-	idle = cache_clock(pkt) - ct->last_seen;
+	idle = cache_clock(pkt) - last_seen;
 	return (__s64)idle > (__s64)LB_SEC(cfg->flow_idle_timeout);
 }
 
-/* Marks the entry seen now.  The clock moves once per tick, so at high
+/* Marks an entry seen now.  The clock moves once per tick, so at high
  * rates most packets find the value current and leave the cache line
  * clean for the other CPUs. */
-static __always_inline void ct_touch(struct lb_packet *pkt, struct lb_ct_entry *ct)
+static __always_inline void ct_touch(struct lb_packet *pkt, __u64 *last_seen)
 {
 	__u64 now = cache_clock(pkt);
 
-	if (ct->last_seen != now)
-		ct->last_seen = now;
+	if (*last_seen != now)
+		*last_seen = now;
 }
 
 /* Does reply entry ``nat`` still belong to client flow ``f``? */
@@ -1235,13 +1253,162 @@ static __always_inline void nat_release(const struct lb_packet *pkt, const __u32
 }
 
 
+/* ---- the IPv4 conntrack cache (lb_ct4_cache, in front of lb_ct4) -------------------
+ * An established IPv4 flow's packet reads its entry from one line of a
+ * plain array instead of lb_ct4's hash bucket and LRU element: with many
+ * flows those are cold lines on pages of their own, and they were most of
+ * a conntrack hit.  lb_ct4 stays the table of record (xdp_lb.h): every
+ * entry the data plane writes goes to both, a miss fills a way from lb_ct4,
+ * and a way is trusted for XDP_LB_CT_SYNC_MS at a time; after that the next
+ * packet looks the lb_ct4 entry up again (the LRU sees the flow used, and
+ * last_seen is refreshed) and drops the way if lb_ct4 no longer has it or
+ * has it otherwise.  A way only saves a lookup: the backend it names is
+ * checked like any other (known_flow()). */
+
+/* The packet's conntrack entry: a copy (the entry function reads this
+ * one, whichever table it came from). */
+struct ct_ref {
+	struct lb_ct_entry copy;
+	__u32 hash;                     /* IPv4: the flow's cache hash */
+	__u8 stale;                     /* the entry names a backend, but the packet
+					 * starts a new flow (ct_stale()) */
+};
+
+#define LB_CT_SYNC LB_MS(XDP_LB_CT_SYNC_MS)
+
+static __always_inline __u64 ct_cache_tag(__u32 hash, const struct lb_ct_entry *e)
+{
+	return hash | ((__u64)(__u16)e->backend_id << 32) | ((__u64)e->nat_port << 48);
+}
+
+/* The way of the packet's flow in its line, or NULL. */
+static __always_inline struct lb_ct_cache_way *ct_cache_way(struct lb_ct_cache_line *line,
+							    const struct lb_flow4 *f, __u32 hash)
+{
+	struct lb_ct_cache_way *w;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < XDP_LB_CT_CACHE_WAYS; i++) {
+		w = &line->way[i];
+		if ((__u32)READ_ONCE_(w->tag) == hash && w->tag && w->flow.src == f->src &&
+		    w->flow.dst == f->dst && w->flow.sport == f->sport && w->flow.dport == f->dport &&
+		    w->flow.proto == f->proto)
+			return w;
+	}
+	return NULL;
+}
+
+/* Writes ``e`` into the IPv4 flow's way, or (none yet) into an empty way
+ * or the one least recently seen.  The tag goes last, after a zero: a
+ * reader on another CPU sees the old flow, no flow, or the new one.  (The
+ * line is looked up again, not kept from ct_find(): a pointer kept that
+ * long would multiply the verifier's states.) */
+static __always_inline void ct_cache_fill(struct lb_packet *pkt, __u32 hash,
+					  const struct lb_ct_entry *e)
+{
+	__u32 index = hash % XDP_LB_CT_CACHE_LINES;
+	struct lb_ct_cache_line *line;
+	struct lb_ct_cache_way *w;
+
+	if (pkt->flow.family != AF_INET)
+		return;
+	line = bpf_map_lookup_elem(&lb_ct4_cache, &index);
+	if (!line)
+		return;
+	w = ct_cache_way(line, &pkt->flow4, hash);
+	if (!w) {
+		w = &line->way[0];
+		if (w->tag && (!line->way[1].tag || line->way[1].last_seen < w->last_seen))
+			w = &line->way[1];
+	}
+	WRITE_ONCE_(w->tag, 0);
+	w->flow = pkt->flow4;
+	w->last_seen = e->last_seen;
+	WRITE_ONCE_(w->tag, ct_cache_tag(hash, e));
+}
+
+/* Fills ref->copy with the packet's conntrack entry: from its way while
+ * the way is trusted (until the clock crosses an LB_CT_SYNC boundary),
+ * else from lb_ct4/lb_ct6.  Returns 0 if the flow has none.  Sets
+ * ref->stale (ct_stale()); an entry that is not stale is marked seen now,
+ * in the table and the way, here: pointers to them kept for later would
+ * multiply the verifier's states.  An lb_ct4 entry read without a way may
+ * lag its flow by up to LB_CT_SYNC (packets counted in a way that has
+ * since been replaced): such a UDP flow is stale only that much later,
+ * never earlier. */
+static __always_inline int ct_find(struct lb_packet *pkt, const struct lb_config *cfg,
+				   struct ct_ref *ref)
+{
+	struct lb_ct_cache_line *line = NULL;
+	struct lb_ct_cache_way *w = NULL;
+	struct lb_ct_entry *ct;
+	__u64 tag, lag = 0;
+	__u32 index;
+
+	if (pkt->flow.family == AF_INET) {
+		ref->hash = hash_flow(&pkt->flow, LB_SEED_CT);
+		index = ref->hash % XDP_LB_CT_CACHE_LINES;
+		line = bpf_map_lookup_elem(&lb_ct4_cache, &index);
+		if (line)
+			w = ct_cache_way(line, &pkt->flow4, ref->hash);
+	}
+	if (w) {
+		tag = READ_ONCE_(w->tag);
+		ref->copy.backend_id = (__u16)(tag >> 32);
+		ref->copy.nat_port = (__u16)(tag >> 48);
+		ref->copy.last_seen = w->last_seen;
+		if (cache_clock(pkt) / LB_CT_SYNC == ref->copy.last_seen / LB_CT_SYNC)
+			goto found;
+	}
+	ct = ct_lookup(pkt);
+	if (!ct) {
+		if (w)                  /* lb_ct4 no longer has the flow */
+			WRITE_ONCE_(w->tag, 0);
+		return 0;
+	}
+	if (w && (__u16)ct->backend_id == ref->copy.backend_id && ct->nat_port == ref->copy.nat_port) {
+		/* The refresh: lb_ct4 learns what the way saw. */
+		if ((__s64)(ref->copy.last_seen - ct->last_seen) > 0)
+			ct->last_seen = ref->copy.last_seen;
+	} else {
+		ref->copy.backend_id = (__u16)ct->backend_id;
+		ref->copy.nat_port = ct->nat_port;
+		ref->copy.last_seen = ct->last_seen;
+		if (line) {
+			lag = LB_CT_SYNC;
+			ct_cache_fill(pkt, ref->hash, ct);
+			w = ct_cache_way(line, &pkt->flow4, ref->hash);
+		}
+	}
+	ref->stale = ct_stale(pkt, cfg, ref->copy.last_seen + lag);
+	if (!ref->stale)
+		ct_touch(pkt, &ct->last_seen);
+	goto touch_way;
+found:
+	ref->stale = ct_stale(pkt, cfg, ref->copy.last_seen);
+touch_way:
+	if (!ref->stale && w)
+		ct_touch(pkt, &w->last_seen);
+	return 1;
+}
+
+/* Stores a new or rescheduled flow's entry: lb_ct4/lb_ct6 and the cache. */
+static __always_inline void ct_store(struct lb_packet *pkt, struct ct_ref *ref,
+				     const struct lb_ct_entry *entry)
+{
+	ct_insert(pkt, entry);
+	ct_cache_fill(pkt, ref->hash, entry);
+}
+
 /* ---- entry ------------------------------------------------------------------------- */
 
 SEC("xdp")
 int xdp_lb(struct xdp_md *ctx)
 {
 	struct lb_packet pkt = {};
-	struct lb_ct_entry *ct, *old = NULL, new_ct = {};
+	struct lb_ct_entry *ct = NULL, new_ct = {};
+	struct ct_ref ref = {};
 	struct lb_service *svc = NULL;
 	struct lb_backend *be = NULL;
 	struct lb_config *cfg;
@@ -1249,7 +1416,7 @@ int xdp_lb(struct xdp_md *ctx)
 	const __u32 *snat;
 	__be16 nat_port = 0, bport;
 	enum hop_result hop;
-	int parsed, known = 0, action = XDP_PASS;
+	int parsed, found, known = 0, action = XDP_PASS;
 
 	/* ---- parse ---- */
 	parsed = parse_packet(ctx, &pkt);
@@ -1283,11 +1450,9 @@ int xdp_lb(struct xdp_md *ctx)
 	 * entry (ct_stale()).  The backend's own copy of its service's key
 	 * answers for the service (known_flow()); otherwise, and for every
 	 * other packet, lb_services does: not a service, pass. */
-	ct = ct_lookup(&pkt);
-	if (ct && ct_stale(&pkt, cfg, ct)) {
-		old = ct;
-		ct = NULL;
-	}
+	found = ct_find(&pkt, cfg, &ref);
+	if (found && !ref.stale)
+		ct = &ref.copy;
 	if (ct)
 		be = known_flow(&pkt, ct);
 	if (!be) {
@@ -1301,21 +1466,23 @@ int xdp_lb(struct xdp_md *ctx)
 		known = 1;
 		be_id = ct->backend_id;
 		nat_port = ct->nat_port;
-		ct_touch(&pkt, ct);
 	} else {
-		if (ct)                 /* its backend is gone: scheduled afresh */
-			old = ct;
+		/* A new flow, or its backend is gone: scheduled afresh.  With
+		 * ``found``, ref.copy is the entry it had. */
 		be_id = pick_backend(&pkt, svc);
 		be = usable_backend(be_id, svc, pkt.flow.family);
 		if (!be) {
 			lb_debug("no backend for service %u", svc->id);
 			return verdict(&pkt, XDP_DROP, XDP_LB_STAT_NO_BACKEND);
 		}
-		if (old && old->backend_id == be_id) {
-			/* The new flow lands where the old one was: same entry. */
+		if (found && ref.copy.backend_id == be_id) {
+			/* The new flow lands where the old one was: same entry
+			 * and NAT port, seen now. */
 			known = 1;
-			nat_port = old->nat_port;
-			ct_touch(&pkt, old);
+			nat_port = ref.copy.nat_port;
+			new_ct = ref.copy;
+			new_ct.last_seen = cache_clock(&pkt);
+			ct_store(&pkt, &ref, &new_ct);
 		}
 	}
 
@@ -1325,7 +1492,7 @@ int xdp_lb(struct xdp_md *ctx)
 			lb_debug("dsr: new flow to backend %u", be_id);
 			new_ct.backend_id = be_id;
 			new_ct.last_seen = cache_clock(&pkt);
-			ct_insert(&pkt, &new_ct);
+			ct_store(&pkt, &ref, &new_ct);
 		}
 		/* Route towards the backend, packet addresses unchanged: only
 		 * the MACs change.  Unresolved: the kernel gets it untouched. */
@@ -1349,12 +1516,12 @@ int xdp_lb(struct xdp_md *ctx)
 			return verdict(&pkt, XDP_DROP, XDP_LB_STAT_CT_FULL);
 		}
 		lb_debug("nat: new flow to backend %u, port %u", be_id, bpf_ntohs(nat_port));
-		if (old)
-			nat_release(&pkt, snat, old);
+		if (found)
+			nat_release(&pkt, snat, &ref.copy);
 		new_ct.backend_id = be_id;
 		new_ct.nat_port = nat_port;
 		new_ct.last_seen = cache_clock(&pkt);
-		ct_insert(&pkt, &new_ct);
+		ct_store(&pkt, &ref, &new_ct);
 	}
 
 	if (is_aggregate(ctx, &pkt)) {          /* the kernel forwards it */

@@ -132,6 +132,18 @@ def scen_nat_hit(lab, packets):
     return _cycle(flows, packets), "xlbdp0"
 
 
+def scen_nat_hit_distinct(lab, packets):
+    """As scen_nat_hit, every packet of another established flow (as many
+    flows as packets): the conntrack entries are not in the CPU's caches,
+    as on a balancer with many flows (and in issue 18's reference
+    measurement, 10,000 established flows)."""
+    vip = _nat(lab)
+    flows = _flows(vip, packets)
+    for f in flows:
+        assert lab.run(f)[0] == L.XDP_REDIRECT
+    return flows, "xlbdp0"
+
+
 def scen_nat_reply(lab, packets):
     vip = _nat(lab)
     replies = []
@@ -220,6 +232,8 @@ SCENARIOS = [
      "same (a packet to an address that is no VIP)"),
     ("nat, conntrack hit", "lb", scen_nat_hit, L.XDP_REDIRECT, cycle_nat_hit,
      "conntrack hits (two flows translating into each other)"),
+    ("nat, conntrack hit, distinct flows", "lb", scen_nat_hit_distinct, L.XDP_REDIRECT, cycle_nat_hit,
+     "conntrack hits (two flows translating into each other)"),
     ("nat, conntrack hit, no caches", "lb_nocache", scen_nat_hit, L.XDP_REDIRECT,
      cycle_nat_hit, "same, built with XDP_LB_NH_TTL_MS=0: bpf_fib_lookup every time"),
     ("nat, reply (reverse)", "lb", scen_nat_reply, L.XDP_REDIRECT, cycle_nat_reply,
@@ -232,6 +246,8 @@ SCENARIOS = [
      "as \"nat, non-service pass\", the --baseline revision's data plane"),
     ("nat, conntrack hit, baseline", "baseline", scen_nat_hit, L.XDP_REDIRECT, cycle_nat_hit,
      "as \"nat, conntrack hit\", the --baseline revision's data plane"),
+    ("nat, conntrack hit, distinct flows, baseline", "baseline", scen_nat_hit_distinct, L.XDP_REDIRECT,
+     cycle_nat_hit, "as \"nat, conntrack hit, distinct flows\", the --baseline revision's data plane"),
     ("nat, reply (reverse), baseline", "baseline", scen_nat_reply, L.XDP_REDIRECT, cycle_nat_reply,
      "as \"nat, reply (reverse)\", the --baseline revision's data plane"),
     ("dsr, conntrack hit, baseline", "baseline", scen_dsr_hit, L.XDP_REDIRECT, None,
@@ -524,14 +540,18 @@ def print_report(rows, parts, args):
     print("Targets of issue 18 (ratios within this run; loop = the cold loop, kernel/1 = the "
           "kernel's timer of the same repeat=1 runs):\n")
     base_hit = by["nat, conntrack hit, baseline"]
+    distinct, base_distinct = (by.get("nat, conntrack hit, distinct flows" + s) for s in ("", ", baseline"))
     for what, num, den, target in (
             ("non-service pass / conntrack hit", "nat, non-service pass", hit, 0.25),
             ("new flow / conntrack hit", "nat, new flow", hit, 1.7),
+            ("new flow / conntrack hit, distinct flows", "nat, new flow", distinct, 1.7),
             ("conntrack hit / baseline's conntrack hit", "nat, conntrack hit", base_hit, 0.7),
+            ("conntrack hit, distinct flows / baseline's", "nat, conntrack hit, distinct flows",
+             base_distinct, 0.7),
             ("baseline: non-service pass / conntrack hit", "nat, non-service pass, baseline",
              base_hit, None),
             ("baseline: new flow / conntrack hit", "nat, new flow, baseline", base_hit, None)):
-        if num not in by:       # not measured (--only)
+        if num not in by or den is None:       # not measured (--only)
             continue
         num = by[num]
         ratios = ["%s %.2f" % (col, num[idx] / den[idx]) for col, idx in (("loop", 1), ("kernel/1", 2))]

@@ -148,7 +148,8 @@ class Lab:
             self.maps["lb_ring"] = bpf.Map(new.map_fd("lb_ring"), layout.U32, layout.U32, owned=False)
         for name, (v4, v6) in layout.FLOW_TABLES.items():     # "lb_ct", "lb_nat_rev": both families
             if v4 in have:
-                self.maps[name] = maps.FlowTable(self.maps[v4], self.maps[v6])
+                self.maps[name] = maps.FlowTable(self.maps[v4], self.maps[v6],
+                                                 self.maps.get("lb_ct4_cache") if name == "lb_ct" else None)
             elif name in have:      # up to ABI 3: one table, LbFlow keys (values: a prefix of ours)
                 self.maps[name] = bpf.Map(new.map_fd(name), layout.LbFlow, layout.MAPS[v4][1],
                                           owned=False)
@@ -285,6 +286,8 @@ class Lab:
                 m.delete(key)
         for bid in backends:
             self.maps["lb_backends"].update(layout.U32(bid), layout.LbBackend())
+        if "lb_ct4_cache" in self.maps:
+            self._zero("lb_ct4_cache", self.ct_cache_lines(), percpu=False)
         if "lb_vip_filter" in self.maps:
             self._zero("lb_vip_filter", layout.DEFAULT_SIZES["XDP_LB_VIP_FILTER_BITS"] // 64, percpu=False)
         zero = [layout.LbCounter()] * bpf.possible_cpus()
@@ -302,6 +305,9 @@ class Lab:
         vtype = layout.MAPS[name][1]
         self.maps[name].update_batch([layout.U32(i) for i in range(count)],
                                      [vtype()] * (count * (bpf.possible_cpus() if percpu else 1)))
+
+    def ct_cache_lines(self):
+        return int(bpf.fd_info(self.maps["lb_ct4_cache"].fd)["max_entries"])
 
     def flush_nexthops(self):
         """Empty the next-hop cache (every slot, every CPU), as the control

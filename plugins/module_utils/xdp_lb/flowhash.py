@@ -6,7 +6,8 @@
 The one copy the engine (``xdp-lb explain``) and the data-plane tests use:
 which ring slot a new flow takes (hash_flow with SEED_FLOW, or hash_ip_pair
 for ip_hash), which NAT source port it tries first (SEED_PORT), which redirect port it
-leaves by, and which bit of lb_vip_filter stands for a VIP (vip_filter_bit).  tests/dataplane/test_flowhash.py proves it
+leaves by, which bit of lb_vip_filter stands for a VIP (vip_filter_bit), and
+which line of lb_ct4_cache holds an IPv4 flow (ct_cache_hash).  tests/dataplane/test_flowhash.py proves it
 equal to the C code on thousands of random flows through BPF_PROG_TEST_RUN.
 Addresses are words as the program loads them: the 16 bytes of
 struct lb_flow's src/dst (IPv4 in the first 4) read as little-endian u32.
@@ -21,6 +22,7 @@ import struct
 M32 = 0xFFFFFFFF
 SEED_FLOW, SEED_ADDR, SEED_PORT = 0x2C1B3C6D, 0x297A2D39, 0x51ED270B
 SEED_VIP = 0x3C6EF372
+SEED_CT = 0xBB67AE85
 
 
 def _rol(w, s):
@@ -80,3 +82,11 @@ def vip_filter_bit(address, bits):
         for x in w[1:]:
             h = _word(h, x)
     return _final(h ^ SEED_VIP) & (bits - 1)
+
+
+def ct_cache_hash(key):
+    """The lb_ct4_cache hash of a layout.LbFlow4 (fields as the map holds
+    them: ports in network order): its line is this % XDP_LB_CT_CACHE_LINES."""
+    h = _word(_word(SEED_CT, key.src), key.dst)
+    h = _word(h, key.sport | (key.dport << 16))
+    return _final(_word(h, key.proto))

@@ -16,7 +16,7 @@ import ipaddress
 import socket
 import struct
 
-ABI_VERSION = 6
+ABI_VERSION = 7
 
 # Defaults of the compile-time sizes (override with build defines).
 DEFAULT_SIZES = {
@@ -172,6 +172,29 @@ class LbNatEntry(ct.Structure):
     ]
 
 
+class LbCtCacheWay(ct.Structure):
+    """struct lb_ct_cache_way: an IPv4 flow's copy of its lb_ct4 entry (ABI 7)."""
+    _fields_ = [
+        ("flow", LbFlow4),
+        ("tag", ct.c_uint64),           # hash | backend_id << 32 | nat_port << 48; 0 = empty
+        ("last_seen", ct.c_uint64),
+    ]
+
+
+CT_CACHE_WAYS = 2
+
+
+class LbCtCacheLine(ct.Structure):
+    """struct lb_ct_cache_line: one value of lb_ct4_cache."""
+    _fields_ = [("way", LbCtCacheWay * CT_CACHE_WAYS)]
+
+
+def ct_cache_lines(ct_size):
+    """lb_ct4_cache's lines for XDP_LB_CT_SIZE ``ct_size`` (XDP_LB_CT_CACHE_LINES):
+    the largest power of two <= ct_size flows, CT_CACHE_WAYS per line."""
+    return (1 << (int(ct_size).bit_length() - 1)) // CT_CACHE_WAYS
+
+
 RING_LANES = 4                  # backend ids per lb_ring value (ABI 5)
 
 
@@ -221,6 +244,7 @@ MAPS = {
     "lb_tx_ports": (U32, U32, False),
     "lb_rr": (U32, U32, True),
     "lb_nexthop": (U32, LbNexthop, True),
+    "lb_ct4_cache": (U32, LbCtCacheLine, False),
 }
 
 # The connection tables as one table each, keyed by LbFlow of either family
@@ -247,7 +271,7 @@ OLDER_SHAPES = {
 
 # Maps that only cache what the data plane can find again (zeroing them is
 # always safe; an instance pinned before they existed lacks them).
-CACHE_MAPS = ("lb_nexthop",)
+CACHE_MAPS = ("lb_nexthop", "lb_ct4_cache")
 
 # Pin names of maps of older layouts that hold nothing to carry over (a
 # cache), with their (type, key size, value size): up to ABI 5 the service

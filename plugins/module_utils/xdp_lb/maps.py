@@ -39,7 +39,8 @@ ALGO_NAMES = dict((v, k) for k, v in layout.REDIRECT_ALGOS.items())
 # Maps whose size depends on build defines, and how.
 BPF_MAP_TYPES = {"lb_config": 2, "lb_services": 1, "lb_ring": 2, "lb_backends": 2, "lb_ct4": 9,
                  "lb_ct6": 9, "lb_nat4": 9, "lb_nat6": 9, "lb_vip_filter": 2, "lb_stats": 6,
-                 "lb_be_stats": 6, "lb_port_stats": 6, "lb_tx_ports": 14, "lb_rr": 6, "lb_nexthop": 6}
+                 "lb_be_stats": 6, "lb_port_stats": 6, "lb_tx_ports": 14, "lb_rr": 6, "lb_nexthop": 6,
+                 "lb_ct4_cache": 2}
 
 
 ARRAYS = ("lb_config", "lb_ring", "lb_backends", "lb_vip_filter")
@@ -171,6 +172,7 @@ def expected_map_shapes(sizes):
         "lb_be_stats": s["XDP_LB_MAX_BACKENDS"], "lb_port_stats": s["XDP_LB_MAX_REDIRECT"],
         "lb_tx_ports": s["XDP_LB_MAX_REDIRECT"], "lb_rr": 1,
         "lb_nexthop": s["XDP_LB_MAX_BACKENDS"] + s["XDP_LB_NH_REPLY_SLOTS"],
+        "lb_ct4_cache": layout.ct_cache_lines(s["XDP_LB_CT_SIZE"]),
     }
     out = {}
     for name, (ktype, vtype, _percpu) in layout.MAPS.items():
@@ -185,13 +187,21 @@ class FlowTable:
     lb_nat_rev (lb_nat4 + lb_nat6), keyed by layout.LbFlow of either family
     (an IPv4 key goes to the IPv4 map as layout.LbFlow4)."""
 
-    def __init__(self, v4, v6):
-        self.v4, self.v6 = v4, v6
+    def __init__(self, v4, v6, cache=None):
+        self.v4, self.v6, self.cache = v4, v6, cache
+        self._lines = int(bpf.fd_info(cache.fd)["max_entries"]) if cache else 0
 
     def _pick(self, flow):
         if flow.family == socket.AF_INET:
             return self.v4, layout.flow4_of(flow)
         return self.v6, flow
+
+    def _forget(self, m, key):
+        """An IPv4 entry written here: empty its line of lb_ct4_cache, which
+        would otherwise answer for the flow until its next refresh."""
+        if self.cache is not None and m is self.v4:
+            index = flowhash.ct_cache_hash(key) % self._lines
+            self.cache.update(layout.U32(index), layout.LbCtCacheLine())
 
     def lookup(self, flow):
         m, key = self._pick(flow)
@@ -200,10 +210,13 @@ class FlowTable:
     def update(self, flow, value, flags=bpf.BPF_ANY):
         m, key = self._pick(flow)
         m.update(key, value, flags)
+        self._forget(m, key)
 
     def delete(self, flow):
         m, key = self._pick(flow)
-        return m.delete(key)
+        gone = m.delete(key)
+        self._forget(m, key)
+        return gone
 
     def keys(self):
         return [layout.flow_of4(k) for k in self.v4.keys()] + self.v6.keys()
@@ -242,7 +255,8 @@ class MapSet:
             v4, v6 = layout.FLOW_TABLES[name]
             if not os.path.exists(self.path(v4)) and os.path.exists(self.path(name)):
                 return self.legacy(name)
-            return FlowTable(self.get(v4), self.get(v6))
+            cache = self.get("lb_ct4_cache") if name == "lb_ct" and self.exists("lb_ct4_cache") else None
+            return FlowTable(self.get(v4), self.get(v6), cache)
         m = self._maps.get(name)
         if m is None:
             ktype, vtype, percpu = layout.MAPS[name]
@@ -431,6 +445,7 @@ def migrate_flows(old, new, backend_ids, now):
     out = {"flows": 0, "nat_flows": 0, "dropped": 0}
     for name, counter in (("lb_ct", "flows"), ("lb_nat_rev", "nat_flows")):
         writer = new.get(name)
+        writer = FlowTable(writer.v4, writer.v6)    # new maps: their cache is empty
         for reader, kind in sources[name]:
             for key, value in reader.items():
                 bid = remap.get(value.backend_id)
