@@ -210,8 +210,9 @@ struct lb_flow4 {
  * line instead of a hash bucket and an LRU element (two or three).  lb_ct4
  * stays the table of record: the data plane writes both, a way is filled
  * from lb_ct4 on a miss, and a cached flow looks its lb_ct4 entry up again
- * (marking it used for the LRU, and refreshing its last_seen) once every
- * XDP_LB_CT_SYNC_MS, so lb_ct4's last_seen lags by less than that.  A way
+ * (marking it used for the LRU, refreshing its last_seen, writing it back
+ * if the LRU evicted it) once every XDP_LB_CT_SYNC_MS, so lb_ct4's
+ * last_seen lags by less than that.  A way
  * is valid when ``tag`` is not zero and its low 32 bits are the flow's
  * cache hash: ``tag`` (hash, backend id, NAT port) is written last, in one
  * 8-byte store, after a zero, so a way half written by another CPU is a

@@ -1261,9 +1261,9 @@ static __always_inline void nat_release(const struct lb_packet *pkt, const __u32
  * entry the data plane writes goes to both, a miss fills a way from lb_ct4,
  * and a way is trusted for XDP_LB_CT_SYNC_MS at a time; after that the next
  * packet looks the lb_ct4 entry up again (the LRU sees the flow used, and
- * last_seen is refreshed) and drops the way if lb_ct4 no longer has it or
- * has it otherwise.  A way only saves a lookup: the backend it names is
- * checked like any other (known_flow()). */
+ * last_seen is refreshed), writes it back if the LRU evicted it meanwhile,
+ * and refills the way if lb_ct4 has the flow otherwise.  A way only saves
+ * a lookup: the backend it names is checked like any other (known_flow()). */
 
 /* The packet's conntrack entry: a copy (the entry function reads this
  * one, whichever table it came from). */
@@ -1330,7 +1330,8 @@ static __always_inline void ct_cache_fill(struct lb_packet *pkt, __u32 hash,
 
 /* Fills ref->copy with the packet's conntrack entry: from its way while
  * the way is trusted (until the clock crosses an LB_CT_SYNC boundary),
- * else from lb_ct4/lb_ct6.  Returns 0 if the flow has none.  Sets
+ * else from lb_ct4/lb_ct6 (and back into lb_ct4 if it lost a flow its
+ * way still has).  Returns 0 if the flow has none.  Sets
  * ref->stale (ct_stale()); an entry that is not stale is marked seen now,
  * in the table and the way, here: pointers to them kept for later would
  * multiply the verifier's states.  An lb_ct4 entry read without a way may
@@ -1362,11 +1363,17 @@ static __always_inline int ct_find(struct lb_packet *pkt, const struct lb_config
 			goto found;
 	}
 	ct = ct_lookup(pkt);
-	if (!ct) {
-		if (w)                  /* lb_ct4 no longer has the flow */
-			WRITE_ONCE_(w->tag, 0);
-		return 0;
+	if (!ct && w) {
+		/* lb_ct4 lost the flow: its LRU evicted the entry while the
+		 * way answered for it (lookups that mark it used come once a
+		 * period).  The way writes it back: an active flow keeps its
+		 * backend and NAT port, as it did when every packet looked
+		 * lb_ct4 up. */
+		ct_insert(pkt, &ref->copy);
+		goto found;
 	}
+	if (!ct)
+		return 0;
 	if (w && (__u16)ct->backend_id == ref->copy.backend_id && ct->nat_port == ref->copy.nat_port) {
 		/* The refresh: lb_ct4 learns what the way saw. */
 		if ((__s64)(ref->copy.last_seen - ct->last_seen) > 0)
