@@ -17,12 +17,14 @@ does), relative to the data plane's clock (maps.dataplane_now()); writes
 that must not empty the line go to lb_ct4 and lb_ct4_cache directly,
 bypassing FlowTable.
 """
+import os
 import random
+import threading
 import time
 
 import pytest
 
-from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import build, flowhash, layout, maps
+from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import bpf, build, flowhash, layout, maps
 
 import dplab as L
 from dpframes import client_frame
@@ -423,3 +425,65 @@ def test_ipv6_flows_leave_the_cache_empty(lab, mode):
     assert send(lab, L.VIP4, "tcp") == L.BACKENDS4[0]
     lines = lab.maps["lb_ct4_cache"].lookup_batch(0, lab.ct_cache_lines())
     assert sum(1 for line in lines for w in line.way if w.tag) == 1
+
+
+# ---- 10. a way replaced under a reader on another CPU ----------------------------------
+RACE_SECONDS = 3
+
+
+def test_way_replaced_on_another_cpu_never_sends_a_flow_elsewhere(lab):
+    """Three TCP flows of one line (dsr, backends 1, 2, 3; nothing to
+    reschedule to): one CPU runs flow 0's packet over and over, another
+    alternates flows 1 and 2, each a miss that evicts a way, often flow 0's
+    while a packet of flow 0 is reading it.  Every packet must still reach
+    its own flow's backend (lb_be_stats): a reader must use only the tag it
+    checked, never one read again after another CPU replaced the way."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    vip, ids = service(lab, "tcp", "dsr", backends=3)
+    ports = three_in_a_line(lab, vip)
+    frames = []
+    for i, p in enumerate(ports):
+        lab.fill_ring(0, ids[i:i + 1])
+        assert send(lab, vip, "tcp", p) == L.BACKENDS4[i]
+        frames.append(client_frame(L.CLIENT4, vip, "tcp", p, 80))
+    lab.fill_ring(0, [])                # a flow taken for new would be dropped
+    base = [lab.backend_packets(b) for b in ids]
+    stop = threading.Event()
+    sent, errors = [0, 0, 0], []
+    ifindex = lab.ifindex["xlbdp0"]
+
+    def reader():
+        try:
+            os.sched_setaffinity(0, {cpus[0]})
+            while not stop.is_set():
+                bpf.test_run(lab.prog_fd, frames[0], ingress_ifindex=ifindex, repeat=10000)
+                sent[0] += 10000
+        except Exception as exc:        # reported below
+            errors.append(exc)
+
+    def writer():
+        try:
+            os.sched_setaffinity(0, {cpus[1]})
+            while not stop.is_set():
+                for i in (1, 2):
+                    bpf.test_run(lab.prog_fd, frames[i], ingress_ifindex=ifindex)
+                    sent[i] += 1
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader), threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(RACE_SECONDS)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    got = [lab.backend_packets(b) - base[i] for i, b in enumerate(ids)]
+    assert min(sent[1:]) > 1000, sent
+    assert got == sent, "packets per backend %s, sent per flow %s" % (got, sent)
+    assert lab.stats()["drop"] == 0
