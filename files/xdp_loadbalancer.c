@@ -1281,20 +1281,28 @@ static __always_inline __u64 ct_cache_tag(__u32 hash, const struct lb_ct_entry *
 	return hash | ((__u64)(__u16)e->backend_id << 32) | ((__u64)e->nat_port << 48);
 }
 
-/* The way of the packet's flow in its line, or NULL. */
+/* The way of the packet's flow in its line, or NULL; *tag is its tag,
+ * read once and checked (a nonzero tag of the flow's hash).  Only that
+ * value may be used: another CPU may replace the way at any moment, and a
+ * second read can give its zero or the next flow's tag. */
 static __always_inline struct lb_ct_cache_way *ct_cache_way(struct lb_ct_cache_line *line,
-							    const struct lb_flow4 *f, __u32 hash)
+							    const struct lb_flow4 *f, __u32 hash,
+							    __u64 *tag)
 {
 	struct lb_ct_cache_way *w;
+	__u64 t;
 	int i;
 
 #pragma unroll
 	for (i = 0; i < XDP_LB_CT_CACHE_WAYS; i++) {
 		w = &line->way[i];
-		if ((__u32)READ_ONCE_(w->tag) == hash && w->tag && w->flow.src == f->src &&
+		t = READ_ONCE_(w->tag);
+		if ((__u32)t == hash && t && w->flow.src == f->src &&
 		    w->flow.dst == f->dst && w->flow.sport == f->sport && w->flow.dport == f->dport &&
-		    w->flow.proto == f->proto)
+		    w->flow.proto == f->proto) {
+			*tag = t;
 			return w;
+		}
 	}
 	return NULL;
 }
@@ -1310,13 +1318,14 @@ static __always_inline void ct_cache_fill(struct lb_packet *pkt, __u32 hash,
 	__u32 index = hash % XDP_LB_CT_CACHE_LINES;
 	struct lb_ct_cache_line *line;
 	struct lb_ct_cache_way *w;
+	__u64 tag;
 
 	if (pkt->flow.family != AF_INET)
 		return;
 	line = bpf_map_lookup_elem(&lb_ct4_cache, &index);
 	if (!line)
 		return;
-	w = ct_cache_way(line, &pkt->flow4, hash);
+	w = ct_cache_way(line, &pkt->flow4, hash, &tag);
 	if (!w) {
 		w = &line->way[0];
 		if (w->tag && (!line->way[1].tag || line->way[1].last_seen < w->last_seen))
@@ -1324,7 +1333,7 @@ static __always_inline void ct_cache_fill(struct lb_packet *pkt, __u32 hash,
 	}
 	WRITE_ONCE_(w->tag, 0);
 	w->flow = pkt->flow4;
-	w->last_seen = e->last_seen;
+	WRITE_ONCE_(w->last_seen, e->last_seen);
 	WRITE_ONCE_(w->tag, ct_cache_tag(hash, e));
 }
 
@@ -1344,7 +1353,7 @@ static __always_inline int ct_find(struct lb_packet *pkt, const struct lb_config
 	struct lb_ct_cache_line *line = NULL;
 	struct lb_ct_cache_way *w = NULL;
 	struct lb_ct_entry *ct;
-	__u64 tag, lag = 0;
+	__u64 tag = 0, lag = 0;
 	__u32 index;
 
 	if (pkt->flow.family == AF_INET) {
@@ -1352,13 +1361,18 @@ static __always_inline int ct_find(struct lb_packet *pkt, const struct lb_config
 		index = ref->hash % XDP_LB_CT_CACHE_LINES;
 		line = bpf_map_lookup_elem(&lb_ct4_cache, &index);
 		if (line)
-			w = ct_cache_way(line, &pkt->flow4, ref->hash);
+			w = ct_cache_way(line, &pkt->flow4, ref->hash, &tag);
 	}
 	if (w) {
-		tag = READ_ONCE_(w->tag);
+		/* last_seen is the flow's only if the tag is still the one
+		 * checked (the writer stores last_seen before the tag). */
+		ref->copy.last_seen = READ_ONCE_(w->last_seen);
+		if (READ_ONCE_(w->tag) != tag)
+			w = NULL;       /* replaced meanwhile: a miss */
+	}
+	if (w) {
 		ref->copy.backend_id = (__u16)(tag >> 32);
 		ref->copy.nat_port = (__u16)(tag >> 48);
-		ref->copy.last_seen = w->last_seen;
 		if (cache_clock(pkt) / LB_CT_SYNC == ref->copy.last_seen / LB_CT_SYNC)
 			goto found;
 	}
@@ -1385,7 +1399,7 @@ static __always_inline int ct_find(struct lb_packet *pkt, const struct lb_config
 		if (line) {
 			lag = LB_CT_SYNC;
 			ct_cache_fill(pkt, ref->hash, ct);
-			w = ct_cache_way(line, &pkt->flow4, ref->hash);
+			w = ct_cache_way(line, &pkt->flow4, ref->hash, &tag);
 		}
 	}
 	ref->stale = ct_stale(pkt, cfg, ref->copy.last_seen + lag);

@@ -9,6 +9,9 @@ each lb_ring value (ABI 4: one __u32 per entry); the connection tables keep
 ABI 4's shapes, but the ring's change recreates the maps all the same.
 ABI 6 gives each lb_backend its service's lb_services key (the conntrack
 hit compares the packet with it) and drops the service cache lb_svc_cache.
+ABI 7 adds lb_ct4_cache, a cache in front of lb_ct4 and nothing else: an
+ABI 6 instance keeps every map (nothing to carry over) and the new program
+fills the new cache from lb_ct4.
 
 The previous release is deployed by its own engine (a subprocess running the
 collection as of that commit, from git), on veths of a namespace of its
@@ -37,7 +40,7 @@ import threading
 import pytest
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    bpf, engine, layout, maps, model, netlink)
+    bpf, engine, flowhash, layout, maps, model, netlink)
 
 import dplab as L
 from dpframes import client_frame, frame
@@ -59,7 +62,7 @@ def last_commit_of(abi):
     return (out[-1] + "^") if out else None
 
 
-@pytest.fixture(scope="module", params=[2, 3, 4, 5], ids=["abi2-0eb9d95", "abi3", "abi4", "abi5"])
+@pytest.fixture(scope="module", params=[2, 3, 4, 5, 6], ids=["abi2-0eb9d95", "abi3", "abi4", "abi5", "abi6"])
 def old_tree(request):
     """The older collection, extracted as .../ansible_collections/netfleet/xdp_lb."""
     abi = request.param
@@ -244,7 +247,10 @@ def test_upgrade_keeps_established_flows_under_traffic(old_tree, uplab):
             else:
                 assert ms.info("lb_ct4")["key_size"] == 16
             assert ms.info("lb_ring")["value_size"] == (8 if abi >= 5 else 4)
-            assert ms.info("lb_backends")["value_size"] == ct.sizeof(layout.LbBackendV5)
+            assert ms.info("lb_backends")["value_size"] == \
+                ct.sizeof(layout.LbBackendV5 if abi < 6 else layout.LbBackend)
+            assert not ms.exists("lb_ct4_cache")
+            map_ids_old = ms.ids()
         ids_old = owners(pin_dir)
         old_prog = netlink.xdp_query(lab.ifindex["xlbdp0"])["prog_id"]
 
@@ -265,8 +271,14 @@ def test_upgrade_keeps_established_flows_under_traffic(old_tree, uplab):
         assert new_prog != old_prog and {old_prog, new_prog} <= traffic.programs
         assert traffic.broken == [], "%d packets translated otherwise than before the upgrade, " \
             "e.g. %s" % (len(traffic.broken), traffic.broken[:5])
-        assert any("carried %d flows and %d NAT" % (len(frames), len(frames)) in w
-                   for w in result["warnings"]), result["warnings"]
+        if abi < 6:
+            assert any("carried %d flows and %d NAT" % (len(frames), len(frames)) in w
+                       for w in result["warnings"]), result["warnings"]
+        else:
+            # ABI 7 only adds a cache (lb_ct4_cache): every map is kept as it is
+            assert not any("recreated" in w for w in result["warnings"]), result["warnings"]
+            with maps.MapSet(pin_dir) as ms:
+                assert dict((n, i) for n, i in ms.ids().items() if n in map_ids_old) == map_ids_old
         hz = cfg.defines().get("XDP_LB_HZ")
         now = maps.dataplane_now(hz)
 
@@ -300,6 +312,11 @@ def test_upgrade_keeps_established_flows_under_traffic(old_tree, uplab):
         # the new program forwards and answers the flows exactly as the old one did
         assert run_pinned(lab, pin_dir, frames) == before
         assert run_pinned(lab, pin_dir, replies(before), "xlbdp1") == back_before
+        with maps.MapSet(pin_dir) as ms:            # whose IPv4 flows are in lb_ct4_cache now
+            lines = ms.info("lb_ct4_cache")["max_entries"]
+            cached = [w for line in ms.get("lb_ct4_cache").lookup_batch(0, lines) for w in line.way
+                      if w.tag and w.tag & 0xFFFFFFFF == flowhash.ct_cache_hash(w.flow)]
+            assert sorted(bytes(w.flow) for w in cached) == sorted(bytes(k) for k in ms.get("lb_ct4").keys())
         with open(cfg.state_file) as f:
             rec = json.load(f)["build"]
         assert rec["abi"] == layout.ABI_VERSION
