@@ -47,7 +47,8 @@
 #define LB_POW2_FLOOR(x) ((LB_FILL16_((__u32)(x)) >> 1) + 1)
 #define XDP_LB_CT_CACHE_LINES (LB_POW2_FLOOR(XDP_LB_CT_SIZE) / XDP_LB_CT_CACHE_WAYS)
 #ifndef XDP_LB_CT_SYNC_MS
-#define XDP_LB_CT_SYNC_MS 1000      /* a cached flow refreshes its lb_ct4 entry this often */
+#define XDP_LB_CT_SYNC_MS 1000      /* a cached flow refreshes its lb_ct4 entry this often
+				     * (rounded up to a power of two of clock units) */
 #endif
 #ifndef XDP_LB_MAX_REDIRECT
 #define XDP_LB_MAX_REDIRECT 64      /* egress ports in redirect mode */

@@ -1274,7 +1274,12 @@ struct ct_ref {
 					 * starts a new flow (ct_stale()) */
 };
 
-#define LB_CT_SYNC LB_MS(XDP_LB_CT_SYNC_MS)
+/* The refresh period: the smallest power of two of clock units that
+ * covers XDP_LB_CT_SYNC_MS (256 jiffies at HZ 250, 2^30 ns without
+ * XDP_LB_HZ), so that "the same period" is a shift: a 64-bit division,
+ * twice on every hit, cost more than the rest of the cache's check. */
+#define LB_CT_SYNC_SHIFT (64 - __builtin_clzll((LB_MS(XDP_LB_CT_SYNC_MS) - 1) | 1))
+#define LB_CT_SYNC (1ULL << LB_CT_SYNC_SHIFT)
 
 static __always_inline __u64 ct_cache_tag(__u32 hash, const struct lb_ct_entry *e)
 {
@@ -1373,7 +1378,7 @@ static __always_inline int ct_find(struct lb_packet *pkt, const struct lb_config
 	if (w) {
 		ref->copy.backend_id = (__u16)(tag >> 32);
 		ref->copy.nat_port = (__u16)(tag >> 48);
-		if (cache_clock(pkt) / LB_CT_SYNC == ref->copy.last_seen / LB_CT_SYNC)
+		if (cache_clock(pkt) >> LB_CT_SYNC_SHIFT == ref->copy.last_seen >> LB_CT_SYNC_SHIFT)
 			goto found;
 	}
 	ct = ct_lookup(pkt);

@@ -33,7 +33,8 @@ MODES = {"nat": layout.MODE_NAT, "dsr": layout.MODE_DSR}
 SPORT = 42000
 HZ = build.host_defines().get("XDP_LB_HZ")      # the lab's default build
 UNIT = HZ or 1000000000                         # clock units per second
-SYNC = (1000 * HZ + 999) // 1000 if HZ else 1000 * 1000000     # LB_MS(XDP_LB_CT_SYNC_MS)
+# LB_CT_SYNC: the smallest power of two covering LB_MS(XDP_LB_CT_SYNC_MS)
+SYNC = 1 << (((1000 * HZ + 999) // 1000 if HZ else 1000 * 1000000) - 1).bit_length()
 M32 = 0xFFFFFFFF
 
 
