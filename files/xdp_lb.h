@@ -206,18 +206,18 @@ struct lb_flow4 {
  * it).  The control plane sets a VIP's bit before it adds the service and
  * clears it after it removed the last service of that address. */
 
-/* lb_ct4_cache[hash % XDP_LB_CT_CACHE_LINES]: copies of lb_ct4
- * entries, so that a packet of an established IPv4 flow reads one cache
- * line instead of a hash bucket and an LRU element (two or three).  lb_ct4
- * stays the table of record: the data plane writes both, a way is filled
- * from lb_ct4 on a miss, and a cached flow looks its lb_ct4 entry up again
- * (marking it used for the LRU, refreshing its last_seen, writing it back
- * if the LRU evicted it) once every XDP_LB_CT_SYNC_MS, so lb_ct4's
- * last_seen lags by less than that.  A way
- * is valid when ``tag`` is not zero and its low 32 bits are the flow's
- * cache hash: ``tag`` (hash, backend id, NAT port) is written last, in one
- * 8-byte store, after a zero, so a way half written by another CPU is a
- * miss, never another flow's backend.  Zeroing a line is always safe. */
+/* lb_ct4_cache[hash % XDP_LB_CT_CACHE_LINES]: copies of lb_ct4 entries,
+ * so that a packet of an established IPv4 flow reads one cache line instead
+ * of a hash bucket and an LRU element (two or three).  lb_ct4 stays the
+ * table of record: the data plane writes both, a way is filled from lb_ct4
+ * on a miss, and a cached flow looks its lb_ct4 entry up again (marking it
+ * used for the LRU, refreshing its last_seen, writing it back if the LRU
+ * evicted it) once every XDP_LB_CT_SYNC_MS, so lb_ct4's last_seen lags by
+ * less than that.  A way is valid when ``tag`` is not zero and its low 32
+ * bits are the flow's cache hash: ``tag`` (hash, backend id, NAT port) is
+ * written last, in one 8-byte store, after a zero, and a reader uses the
+ * tag it checked, so a way half written by another CPU is a miss, never
+ * another flow's backend.  Zeroing a line is always safe. */
 struct lb_ct_cache_way {
 	struct lb_flow4 flow;
 	__u64 tag;                  /* hash | backend_id << 32 | nat_port << 48 (network order) */

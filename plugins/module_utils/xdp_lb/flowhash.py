@@ -8,7 +8,8 @@ which ring slot a new flow takes (hash_flow with SEED_FLOW, or hash_ip_pair
 for ip_hash), which NAT source port it tries first (SEED_PORT), which redirect port it
 leaves by, which bit of lb_vip_filter stands for a VIP (vip_filter_bit), and
 which line of lb_ct4_cache holds an IPv4 flow (ct_cache_hash).  tests/dataplane/test_flowhash.py proves it
-equal to the C code on thousands of random flows through BPF_PROG_TEST_RUN.
+equal to the C code on thousands of random flows through BPF_PROG_TEST_RUN
+(ct_cache_hash: tests/dataplane/test_ct_cache.py, on hundreds).
 Addresses are words as the program loads them: the 16 bytes of
 struct lb_flow's src/dst (IPv4 in the first 4) read as little-endian u32.
 """
