@@ -245,7 +245,7 @@ SCENARIOS = [
     ("nat, conntrack hit", "lb", scen_nat_hit, L.XDP_REDIRECT, cycle_nat_hit,
      "conntrack hits (two flows translating into each other)"),
     ("nat, conntrack hit, distinct flows", "lb", scen_nat_hit_distinct, L.XDP_REDIRECT, cycle_nat_hit,
-     "conntrack hits (two flows translating into each other)"),
+     "as \"nat, conntrack hit\" (one flow is one flow, hot)"),
     ("nat, conntrack hit, no caches", "lb_nocache", scen_nat_hit, L.XDP_REDIRECT,
      cycle_nat_hit, "same, built with XDP_LB_NH_TTL_MS=0: bpf_fib_lookup every time"),
     ("nat, reply (reverse)", "lb", scen_nat_reply, L.XDP_REDIRECT, cycle_nat_reply,
@@ -377,7 +377,8 @@ def round_order(r):
     for s in SCENARIOS:
         if s[0].endswith(", baseline"):
             continue
-        pair = [s] + [by[s[0] + ", baseline"]] if s[0] + ", baseline" in by else [s]
+        base = by.get(s[0] + ", baseline")
+        pair = [s, base] if base else [s]
         out.extend(pair if r % 2 == 0 else pair[::-1])
     return out
 
