@@ -245,7 +245,7 @@ SCENARIOS = [
     ("nat, conntrack hit", "lb", scen_nat_hit, L.XDP_REDIRECT, cycle_nat_hit,
      "conntrack hits (two flows translating into each other)"),
     ("nat, conntrack hit, distinct flows", "lb", scen_nat_hit_distinct, L.XDP_REDIRECT, cycle_nat_hit,
-     "as \"nat, conntrack hit\" (one flow is one flow, hot)"),
+     "as \"nat, conntrack hit\" (the same two flows)"),
     ("nat, conntrack hit, no caches", "lb_nocache", scen_nat_hit, L.XDP_REDIRECT,
      cycle_nat_hit, "same, built with XDP_LB_NH_TTL_MS=0: bpf_fib_lookup every time"),
     ("nat, reply (reverse)", "lb", scen_nat_reply, L.XDP_REDIRECT, cycle_nat_reply,
