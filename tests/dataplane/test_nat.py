@@ -83,8 +83,8 @@ def test_udp_v4_zero_checksum_stays_zero(lab):
                  dmac=L.NEIGH[L.BACKENDS4[0]][1], udp_chksum=0)
     assert out == want
     assert out[14 + 20 + 6:14 + 20 + 8] == b"\0\0"
-    # The flow's next packet is a conntrack hit with a cached next hop,
-    # translated by the short IPv4 path (lb_hit4()): the same.
+    # The flow's next packet is a conntrack hit (from its lb_ct4_cache way)
+    # with a cached next hop: the same.
     action, out = lab.run(client_frame(L.CLIENT4, vip, "udp", 5000, 53, udp_chksum=0))
     assert action == L.XDP_REDIRECT
     assert out == want

@@ -7,6 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.netfleet.xdp_lb.plugins.action import xdp_lb as action
 from ansible_collections.netfleet.xdp_lb.plugins.action.xdp_lb import without_nulls
 from ansible_collections.netfleet.xdp_lb.plugins.modules import xdp_lb
 
@@ -29,5 +30,4 @@ def test_false_zero_and_empty_stay():
 def test_dict_options_are_the_modules():
     """Every dict option of the module is one whose null suboptions are dropped (a new one must be added)."""
     dicts = set(k for k, v in xdp_lb.ARGUMENT_SPEC.items() if v.get("type") == "dict" and v.get("options"))
-    from ansible_collections.netfleet.xdp_lb.plugins.action import xdp_lb as action
     assert dicts == set(action.DICT_OPTIONS)
