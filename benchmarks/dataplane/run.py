@@ -138,7 +138,10 @@ def scen_nat_hit_distinct(lab, packets):
     flows as packets): the conntrack entries are not in the CPU's caches,
     as on a balancer with many flows (and in issue 18's reference
     measurement, 10,000 established flows)."""
-    vip = _nat(lab)
+    return _established_distinct(lab, _nat(lab), packets)
+
+
+def _established_distinct(lab, vip, packets):
     flows = _flows(vip, packets)
     # Established through the fast loop, within milliseconds: with
     # lab.run's pace (~30 us a packet) a third of the flows would reach
@@ -168,13 +171,28 @@ def scen_nat_reply(lab, packets):
     return _cycle(replies, packets), "xlbdp1"
 
 
-def scen_dsr_hit(lab, packets):
+def _dsr(lab):
     lab.configure(layout.MODE_DSR)
     vip, dummy = L.setup_service(lab, 4, "tcp", port=80, backends=L.BACKENDS4[:4])
-    flows = _flows(vip, FLOWS)
+    return vip
+
+
+def scen_dsr_hit(lab, packets):
+    flows = _flows(_dsr(lab), FLOWS)
     for f in flows:
         assert lab.run(f)[0] == L.XDP_REDIRECT
     return _cycle(flows, packets), "xlbdp0"
+
+
+def scen_dsr_hit_distinct(lab, packets):
+    """As scen_nat_hit_distinct, in dsr mode."""
+    return _established_distinct(lab, _dsr(lab), packets)
+
+
+def scen_dsr_new(lab, packets):
+    """dsr's new flow: no NAT port and no reply state, only the conntrack
+    entry (an encapsulating balancer such as Katran writes the same)."""
+    return _flows(_dsr(lab), packets), "xlbdp0"          # every frame a new flow
 
 
 def scen_plain(lab, packets):
@@ -252,6 +270,10 @@ SCENARIOS = [
      "replies (two reply entries translating into each other)"),
     ("dsr, conntrack hit", "lb", scen_dsr_hit, L.XDP_REDIRECT, None,
      "same (dsr keeps the addresses)"),
+    ("dsr, conntrack hit, distinct flows", "lb", scen_dsr_hit_distinct, L.XDP_REDIRECT, None,
+     "as \"dsr, conntrack hit\" (the first flow)"),
+    ("dsr, new flow", "lb", scen_dsr_new, L.XDP_REDIRECT, None,
+     "1st run: new flow, then its own output: a hit"),
     ("nat, new flow, baseline", "baseline", scen_nat_new, L.XDP_REDIRECT, None,
      "as \"nat, new flow\", the --baseline revision's data plane"),
     ("nat, non-service pass, baseline", "baseline", scen_nat_pass, L.XDP_PASS, None,
@@ -264,6 +286,11 @@ SCENARIOS = [
      "as \"nat, reply (reverse)\", the --baseline revision's data plane"),
     ("dsr, conntrack hit, baseline", "baseline", scen_dsr_hit, L.XDP_REDIRECT, None,
      "as \"dsr, conntrack hit\", the --baseline revision's data plane"),
+    ("dsr, conntrack hit, distinct flows, baseline", "baseline", scen_dsr_hit_distinct,
+     L.XDP_REDIRECT, None,
+     "as \"dsr, conntrack hit, distinct flows\", the --baseline revision's data plane"),
+    ("dsr, new flow, baseline", "baseline", scen_dsr_new, L.XDP_REDIRECT, None,
+     "as \"dsr, new flow\", the --baseline revision's data plane"),
 ]
 
 
@@ -574,6 +601,8 @@ def print_report(rows, parts, args):
             ("non-service pass / conntrack hit", "nat, non-service pass", hit, 0.25),
             ("new flow / conntrack hit", "nat, new flow", hit, 1.7),
             ("new flow / conntrack hit, distinct flows", "nat, new flow", distinct, 1.7),
+            ("dsr: new flow / conntrack hit, distinct flows", "dsr, new flow",
+             by.get("dsr, conntrack hit, distinct flows"), None),
             ("conntrack hit / baseline's conntrack hit", "nat, conntrack hit", base_hit, 0.7),
             ("conntrack hit, distinct flows / baseline's", "nat, conntrack hit, distinct flows",
              base_distinct, 0.7),
