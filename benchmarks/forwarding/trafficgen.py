@@ -7,7 +7,10 @@ transmits every frame it returns XDP_TX for out of DEV (ndo_xdp_xmit), in
 batches of ``batch`` frames (a NAPI poll's worth, 64), after which the
 receiving side runs in this process's softirq on this CPU.  No socket and
 no sk_buff are on the sender's side; on a veth the peer receives XDP
-frames, as from a NIC.
+frames, as from a NIC.  A frame the device refuses still counts as sent:
+a veth refuses frames while its peer's ring (256) is full, and counts
+them in ``ethtool -S``'s tx_queue_N_xdp_xmit_errors
+(tests/dataplane/test_trafficgen.py accounts for every frame so).
 
 Frames: FLOWS prepared Ethernet/IPv4/UDP frames of 60 bytes (64 on the wire),
 one per flow (source address and port vary), checksums complete; the
