@@ -12,9 +12,9 @@ ksoftirqd; a CI run lost 4 % of 300,000 frames that way).  Also: the
 frames are the prepared ones, one flow after another, with valid
 checksums (scapy), and a set rate is kept.
 """
-import re
 import ctypes as ct
 import os
+import re
 import socket
 import subprocess
 import sys
