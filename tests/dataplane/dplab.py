@@ -353,6 +353,12 @@ def mac_bytes(mac):
     return bytes.fromhex(mac.replace(":", ""))
 
 
+def ct_cache_way_valid(way):
+    """Does this lb_ct4_cache way hold a flow?  A nonzero tag whose low 32
+    bits are its flow's cache hash (files/xdp_lb.h)."""
+    return way.tag != 0 and way.tag & 0xFFFFFFFF == flowhash.ct_cache_hash(way.flow)
+
+
 def flow_key(src, dst, sport, dport, proto):
     """layout.LbFlow for a flow as seen on the wire."""
     s, family = layout.pack_addr(src)

@@ -76,14 +76,10 @@ def write_line(lab, key, line):
     lab.maps["lb_ct4_cache"].update(layout.U32(index_of(lab, key)), line)
 
 
-def valid(way):
-    return way.tag != 0 and way.tag & M32 == flowhash.ct_cache_hash(way.flow)
-
-
 def way_of(lab, key):
     """(line, way number) of the flow's valid way, or (line, None)."""
     line = line_of(lab, key)
-    found = [i for i, w in enumerate(line.way) if valid(w) and bytes(w.flow) == bytes(key)]
+    found = [i for i, w in enumerate(line.way) if L.ct_cache_way_valid(w) and bytes(w.flow) == bytes(key)]
     assert len(found) <= 1, "the flow is in %d ways of its line" % len(found)
     return line, (found[0] if found else None)
 
@@ -185,7 +181,7 @@ def test_new_flow_fills_its_way_at_the_python_hash(lab, mode):
     # Nothing else in the cache: every valid way is one of these flows, in its line.
     lines = lab.maps["lb_ct4_cache"].lookup_batch(0, lab.ct_cache_lines())
     cached = [(i, w) for i, line in enumerate(lines) for w in line.way if w.tag]
-    assert cached and all(valid(w) and bytes(w.flow) in flows and i == index_of(lab, w.flow)
+    assert cached and all(L.ct_cache_way_valid(w) and bytes(w.flow) in flows and i == index_of(lab, w.flow)
                           for i, w in cached)
 
 

@@ -40,7 +40,7 @@ import threading
 import pytest
 
 from ansible_collections.netfleet.xdp_lb.plugins.module_utils.xdp_lb import (
-    bpf, engine, flowhash, layout, maps, model, netlink)
+    bpf, engine, layout, maps, model, netlink)
 
 import dplab as L
 from dpframes import client_frame, frame
@@ -315,7 +315,7 @@ def test_upgrade_keeps_established_flows_under_traffic(old_tree, uplab):
         with maps.MapSet(pin_dir) as ms:            # whose IPv4 flows are in lb_ct4_cache now
             lines = ms.info("lb_ct4_cache")["max_entries"]
             cached = [w for line in ms.get("lb_ct4_cache").lookup_batch(0, lines) for w in line.way
-                      if w.tag and w.tag & 0xFFFFFFFF == flowhash.ct_cache_hash(w.flow)]
+                      if L.ct_cache_way_valid(w)]
             assert sorted(bytes(w.flow) for w in cached) == sorted(bytes(k) for k in ms.get("lb_ct4").keys())
         with open(cfg.state_file) as f:
             rec = json.load(f)["build"]
